@@ -1,0 +1,36 @@
+# One-command set-up: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SAMPLE ?= sample_data
+RUNS   ?= runs/demo
+
+.PHONY: help venv demo demo-all test test-fast bench sample clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv and install requirements
+
+sample: venv  ## generate the embedded sample dataset in $(SAMPLE)/
+	$(PY) -m data.sample --root $(SAMPLE)
+
+demo: venv  ## generate sample data and run the main job on it
+	$(PY) -m data.sample --root $(SAMPLE)
+	$(PY) demo/run_demo.py --data $(SAMPLE) --out $(RUNS)
+
+test: venv  ## run the whole test suite
+	$(PY) -m pytest -q tests
+
+bench: venv  ## print the performance table
+	$(PY) benchmarks/run.py
+
+clean:  ## remove generated data and runs (keeps .venv)
+	rm -rf $(SAMPLE) runs

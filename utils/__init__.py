@@ -1,0 +1,1 @@
+"""Shared utilities: metrics, the contrastive loss, the training engine, distributed helpers."""

@@ -1,0 +1,88 @@
+"""torchrun helpers: process-group set-up, rank queries and differentiable gathers.
+
+Scripts call :func:`init_distributed` once; without ``torchrun`` (no ``WORLD_SIZE`` in the
+environment) everything degrades to a single process and the helpers become no-ops.
+The backend is NCCL when every rank has a CUDA device and gloo otherwise (CPU runs).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def init_distributed(device: str = "auto") -> torch.device:
+    """Join the torchrun process group if launched by torchrun; return this rank's device.
+
+    ``device`` is ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda``. Asking for
+    CUDA on a machine without one falls back to CPU with a warning rather than failing.
+    """
+    want_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+    if device == "cuda" and not torch.cuda.is_available():
+        print("warning: --device cuda asked for but no CUDA device is available; using the CPU")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not is_distributed():
+        backend = "nccl" if want_cuda else "gloo"
+        if want_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    if want_cuda:
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def cleanup() -> None:
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every rank along dim 0; gradients flow back to each rank.
+
+    Every rank must hold the same number of rows (DistributedSampler guarantees it).
+    """
+    if not is_distributed():
+        return x
+    import torch.distributed.nn.functional as dist_nn
+
+    return torch.cat(dist_nn.all_gather(x.contiguous()), dim=0)
+
+
+def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
+    """Sum tensors over ranks in place (used for metric counts)."""
+    if not is_distributed():
+        return
+    for t in tensors:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def broadcast_object(obj):
+    """Rank 0's Python object on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,316 @@
+"""``DFCDataset``: the original SEN12MS / DFC2020 torch dataset, reimplemented."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from .bands import PATCH_SIZE, Season, Sensor, parse_season
+from .errors import DatasetError, DatasetNotFoundError
+from .labels import DFC_CLASSES, dfc10_to_dfc8, igbp_to_dfc8, multilabel_one_hot, single_label
+from .reader import PatchGeo, SEN12MSReader
+from .transforms import preprocess_s1, preprocess_s2
+
+__all__ = ["DFCDataset", "MODES", "BUNDLED_SPLITS", "read_observations", "observation_files", "tile_offsets"]
+
+Sample = Dict[str, Any]
+
+MODES: Tuple[str, ...] = ("sen12ms", "validation", "test", "dfc")
+DFC2020_MODES: Tuple[str, ...] = ("validation", "test", "dfc")
+_MODE_PARTS: Dict[str, Tuple[str, ...]] = {
+    "sen12ms": ("sen12ms",),
+    "validation": ("validation",),
+    "test": ("test",),
+    "dfc": ("validation", "test"),
+}
+BUNDLED_SPLITS = Path(__file__).resolve().parent / "splits"
+"""Folder of the observation lists shipped with the code."""
+
+
+def observation_files(
+    base_dir: Union[str, Path],
+    mode: str,
+    balanced_classes: bool = False,
+    observations_csv: Optional[Union[str, Path]] = None,
+) -> List[Path]:
+    """The observation CSV(s) a dataset reads, by precedence.
+
+    1. ``observations_csv`` if given; 2. ``<base_dir>/<mode>_observations[_balanced_classes].csv``;
+    3. per part of the mode (``dfc`` = ``validation`` + ``test``) the file in ``base_dir``,
+    else the bundled one in :data:`BUNDLED_SPLITS`.
+    """
+    if observations_csv is not None:
+        path = Path(observations_csv)
+        if not path.is_file():
+            raise DatasetNotFoundError(f"observation CSV not found: {path}")
+        return [path]
+    base_dir = Path(base_dir)
+    suffix = "_observations_balanced_classes.csv" if balanced_classes else "_observations.csv"
+    local = base_dir / f"{mode}{suffix}"
+    if local.is_file():
+        return [local]
+    files = []
+    for part in _MODE_PARTS[mode]:
+        candidates = [base_dir / f"{part}{suffix}", BUNDLED_SPLITS / f"{part}{suffix}"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DatasetNotFoundError(
+                f"observation CSV for mode {mode!r} not found: looked for "
+                + " and ".join(str(c) for c in candidates)
+            )
+        files.append(found)
+    return files
+
+
+def read_observations(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse an observation CSV into ``(season_codes, scenes, patches)`` int64 arrays.
+
+    Rows are ``Seasons.VALSET,0,649`` with optional extra columns (``dfc_label``,
+    ``copy_nr`` of the balanced lists); a header row starting with ``Season`` is skipped.
+    ``season_codes`` index ``list(Season)``.
+    """
+    path = Path(path)
+    members = list(Season)
+    cache: Dict[str, int] = {}
+    seasons: List[int] = []
+    scenes: List[int] = []
+    patches: List[int] = []
+    with open(path, newline="") as handle:
+        for line_no, row in enumerate(csv.reader(handle), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if line_no == 1 and row[0].strip().lower() == "season":
+                continue
+            try:
+                code = cache.get(row[0])
+                if code is None:
+                    code = cache[row[0]] = members.index(parse_season(row[0]))
+                seasons.append(code)
+                scenes.append(int(row[1]))
+                patches.append(int(row[2]))
+            except (ValueError, IndexError) as err:
+                raise DatasetError(f"{path}, line {line_no}: bad observation row {row!r} ({err})") from None
+    return (np.asarray(seasons, dtype=np.int64), np.asarray(scenes, dtype=np.int64),
+            np.asarray(patches, dtype=np.int64))
+
+
+def tile_offsets(size: int, patch_size: int = PATCH_SIZE) -> List[int]:
+    """Offsets of ``ceil(patch_size / size)`` windows covering ``[0, patch_size)``.
+
+    Windows are adjacent; the last is shifted in to end at the patch edge.
+    """
+    count = math.ceil(patch_size / size)
+    return [min(i * size, patch_size - size) for i in range(count)]
+
+
+class DFCDataset(Dataset):
+    """SEN12MS (``mode="sen12ms"``) or DFC2020 (``validation``, ``test``, ``dfc``) samples.
+
+    A sample is a dict of float32 tensors with the original's keys: ``s1`` (2,H,W) and
+    ``s2`` (13,H,W) normalised to [0, 1] (see :mod:`data.transforms`), ``lc`` (1,H,W)
+    MODIS IGBP mapped to classes 0-7 / 255, ``lc_label`` () and ``lc_multilabel_one_hot``
+    (8,); DFC2020 modes add ``dfc``, ``dfc_label``, ``dfc_multilabel_one_hot`` from the
+    high-resolution map. Plus ``s1_nan_pixels`` (int: NaN values in the S1 crop, summed
+    over both bands, replaced by -25 dB before normalisation) and ``index`` (int).
+    Labels: most frequent value incl. 255; multi-label: classes with >= 10 % of all pixels.
+
+    Modes: ``sen12ms`` = the four SEN12MS seasons (no ``dfc``); ``validation`` / ``test`` =
+    the DFC2020 splits; ``dfc`` = all of DFC2020 (validation + test lists concatenated; the
+    original's ``*_DFC`` season folders do not exist in the public release).
+
+    Observation lists, by precedence: ``observations_csv`` > ``<base_dir>/<mode>_observations.csv``
+    > bundled ``data/splits/`` (``_balanced_classes`` variants with ``balanced_classes``).
+    ``used_data_fraction`` < 1 keeps a random subset (``seed``), in list order.
+
+    Crops (``image_px_size`` < 256; all sensors of a sample share one rasterio window):
+
+    ==================  ===============  ==============================================
+    cover_all_parts     random_crop      crop
+    ==================  ===============  ==============================================
+    True                (must be falsy)  tiles: ceil(256/size)^2 windows per patch, each
+                                         its own item (``len`` multiplies); adjacent,
+                                         the last row/column shifted in to the edge
+    False               True             random offset from a numpy Generator seeded by
+                                         ``seed`` (re-seeded per DataLoader worker from
+                                         ``seed`` and the worker's torch seed)
+    False               False            deterministic centre crop
+    ==================  ===============  ==============================================
+
+    ``random_crop=None`` (default) means True in ``sen12ms`` mode and False in the
+    DFC2020 modes, so validation and test crops are deterministic.
+    """
+
+    def __init__(
+        self,
+        base_dir: Union[str, Path],
+        mode: str = "dfc",
+        transforms: Optional[Callable[[Sample], Sample]] = None,
+        clip_sample_values: bool = True,
+        used_data_fraction: float = 1.0,
+        image_px_size: int = 256,
+        cover_all_parts: bool = False,
+        balanced_classes: bool = False,
+        seed: int = 42,
+        observations_csv: Optional[Union[str, Path]] = None,
+        random_crop: Optional[bool] = None,
+    ) -> None:
+        self.reader = SEN12MSReader(base_dir)
+        self.base_dir = self.reader.root
+        if mode not in MODES:
+            raise DatasetError(f"unknown mode {mode!r} for dataset at {self.base_dir}; "
+                               f"expected one of {', '.join(MODES)}")
+        if not 0.0 < used_data_fraction <= 1.0:
+            raise ValueError(f"used_data_fraction must be in (0, 1], got {used_data_fraction}")
+        if not 0 < int(image_px_size) <= PATCH_SIZE:
+            raise ValueError(f"image_px_size must be in 1..{PATCH_SIZE}, got {image_px_size}")
+        if random_crop and cover_all_parts:
+            raise ValueError("random_crop and cover_all_parts exclude each other")
+        self.mode = mode
+        self.transforms = transforms
+        self.clip_sample_values = clip_sample_values
+        self.used_data_fraction = used_data_fraction
+        self.image_px_size = int(image_px_size)
+        self.cover_all_parts = cover_all_parts
+        self.balanced_classes = balanced_classes
+        self.seed = seed
+        self.has_dfc = mode in DFC2020_MODES
+        self.random_crop = (mode == "sen12ms") if random_crop is None else bool(random_crop)
+
+        self.observation_files = observation_files(self.base_dir, mode, balanced_classes, observations_csv)
+        parts = [read_observations(p) for p in self.observation_files]
+        seasons, scenes, patches = (np.concatenate(cols) for cols in zip(*parts))
+        if used_data_fraction < 1.0 and len(seasons):
+            keep = max(1, int(len(seasons) * used_data_fraction))
+            chosen = np.sort(np.random.default_rng(seed).choice(len(seasons), keep, replace=False))
+            seasons, scenes, patches = seasons[chosen], scenes[chosen], patches[chosen]
+        self._seasons, self._scenes, self._patches = seasons, scenes, patches
+        self._season_list = list(Season)
+        for code in np.unique(seasons):
+            self.reader.check_season(self._season_list[code])
+
+        size = self.image_px_size
+        if size == PATCH_SIZE:
+            self._offsets: List[Optional[Tuple[int, int]]] = [None]
+        elif cover_all_parts:
+            steps = tile_offsets(size)
+            self._offsets = [(row, col) for row in steps for col in steps]
+        elif self.random_crop:
+            self._offsets = [None]
+        else:
+            centre = (PATCH_SIZE - size) // 2
+            self._offsets = [(centre, centre)]
+        self._rng = np.random.default_rng(seed)
+        self._rng_key: Optional[Tuple[int, int]] = None
+
+    # ------------------------------------------------------------------ indexing
+    def __len__(self) -> int:
+        return len(self._seasons) * len(self._offsets)
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Names of the 8 target classes (label i = ``classes[i]``, 255 = ignored)."""
+        return DFC_CLASSES
+
+    @property
+    def num_classes(self) -> int:
+        return len(DFC_CLASSES)
+
+    @property
+    def tiles_per_patch(self) -> int:
+        """Items per observation (> 1 only with ``cover_all_parts``)."""
+        return len(self._offsets)
+
+    def observation(self, index: int) -> Tuple[Season, int, int]:
+        """``(season, scene, patch)`` of item ``index``."""
+        row = self._check_index(index) // len(self._offsets)
+        return self._season_list[self._seasons[row]], int(self._scenes[row]), int(self._patches[row])
+
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        index = int(index)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for dataset of length {n}")
+        return index
+
+    def _crop_rng(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        key = None if info is None else (info.id, info.seed)
+        if key != self._rng_key:
+            self._rng = np.random.default_rng(self.seed if info is None else [self.seed, info.seed])
+            self._rng_key = key
+        return self._rng
+
+    def window(self, index: int) -> Optional[Window]:
+        """The rasterio window of item ``index`` (draws a new offset for random crops)."""
+        index = self._check_index(index)
+        size = self.image_px_size
+        if size == PATCH_SIZE:
+            return None
+        offset = self._offsets[index % len(self._offsets)]
+        if offset is None:
+            row, col = (int(v) for v in self._crop_rng().integers(0, PATCH_SIZE - size + 1, size=2))
+        else:
+            row, col = offset
+        return Window(col, row, size, size)
+
+    def geo(self, index: int, window: Optional[Window] = None) -> PatchGeo:
+        """CRS, transform and bounds of item ``index`` (of ``window`` if given, else the full patch)."""
+        season, scene, patch = self.observation(index)
+        _, geo = self.reader.read(season, scene, patch, Sensor.lc, bands=["IGBP"], window=window)
+        return geo
+
+    # ------------------------------------------------------------------ samples
+    def __getitem__(self, index: int) -> Sample:
+        index = self._check_index(index)
+        season, scene, patch = self.observation(index)
+        window = self.window(index)
+        read = self.reader.read
+        s1, _ = read(season, scene, patch, Sensor.s1, window=window)
+        s2, _ = read(season, scene, patch, Sensor.s2, window=window)
+        igbp, _ = read(season, scene, patch, Sensor.lc, bands=["IGBP"], window=window)
+
+        sample: Sample = {
+            "s1": torch.from_numpy(preprocess_s1(s1, clip=self.clip_sample_values)),
+            "s2": torch.from_numpy(preprocess_s2(s2, clip=self.clip_sample_values)),
+        }
+        sample.update(_label_entries("lc", igbp_to_dfc8(igbp)))
+        if self.has_dfc:
+            dfc, _ = read(season, scene, patch, Sensor.dfc, window=window)
+            sample.update(_label_entries("dfc", dfc10_to_dfc8(dfc)))
+        sample["s1_nan_pixels"] = int(np.isnan(s1).sum())
+        sample["index"] = index
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def plot(self, index_or_sample: Union[int, Sample], **kwargs: Any):
+        """Figure of a sample (see :func:`data.plot.plot_sample`)."""
+        from .plot import plot_sample
+
+        if isinstance(index_or_sample, dict):
+            return plot_sample(index_or_sample, **kwargs)
+        season, scene, patch = self.observation(index_or_sample)
+        kwargs.setdefault("title", f"{season.value} scene {scene} patch {patch}")
+        return plot_sample(self[index_or_sample], **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"DFCDataset(base_dir={str(self.base_dir)!r}, mode={self.mode!r}, "
+                f"observations={len(self._seasons)}, items={len(self)}, image_px_size={self.image_px_size})")
+
+
+def _label_entries(key: str, label_map: np.ndarray) -> Sample:
+    """``key``, ``key_label`` and ``key_multilabel_one_hot`` for an 8-class (1,H,W) map."""
+    return {
+        key: torch.from_numpy(label_map.astype(np.float32)),
+        f"{key}_label": torch.tensor(float(single_label(label_map)), dtype=torch.float32),
+        f"{key}_multilabel_one_hot": torch.from_numpy(multilabel_one_hot(label_map)),
+    }

@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Downstream training and evaluation on DFC2020: classification and segmentation.
+
+Linear evaluation (``--no-finetuning``: frozen backbone, only the head trains at
+``--classifier_lr``) or fine-tuning (``--finetuning``: backbone at ``--learning_rate``,
+head at ``--classifier_lr``). Defaults are the original's: train on the class-balanced
+DFC2020 validation split, evaluate on the test split every 2 epochs, 201 epochs, Adam,
+LR x0.1 at epoch 100. At the end the test metrics are printed and written, with the
+whole configuration, to ``OUTPUT_DIR/results.json`` (plus confusion-matrix and
+prediction figures).
+
+    python train_evaluation.py --model DoubleSwinTransformerDownstream \\
+        --checkpoint swin_t.pth --target dfc_label --train_dir $DFC --val_dir $DFC
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from utils import distributed as du
+from utils import engine
+from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
+
+LAST_CHECKPOINT = "checkpoint_last.pth"
+TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multilabel_one_hot", "lc"]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from models import list_models
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="DoubleSwinTransformerDownstream", choices=list_models())
+    m.add_argument("--base_model", default="resnet50", choices=["resnet18", "resnet50"],
+                   help="ResNet depth for the ResNet models")
+    m.add_argument("--checkpoint", default=None,
+                   help="published SSL checkpoint (swin_t.pth, resnet50.pth, ...) or a downstream one")
+    m.add_argument("--target", default="dfc_label", choices=TARGETS)
+    m.add_argument("--n_classes", "--num_classes", dest="n_classes", type=int, default=8)
+    m.add_argument("--finetuning", action=argparse.BooleanOptionalAction, default=False,
+                   help="train the backbone too (else: linear evaluation, backbone frozen)")
+    m.add_argument("--s1_input_channels", type=int, default=2, choices=[0, 2],
+                   help="0 drops the Sentinel-1 input (S2-only setting)")
+    m.add_argument("--s2_input_channels", type=int, default=13, choices=[0, 13],
+                   help="0 drops the Sentinel-2 input (S1-only setting)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=201)
+    o.add_argument("--learning_rate", "--lr", dest="learning_rate", type=float, default=1e-5,
+                   help="backbone LR when fine-tuning")
+    o.add_argument("--classifier_lr", type=float, default=3e-6, help="head LR")
+    o.add_argument("--weight_decay", type=float, default=1e-3)
+    o.add_argument("--adam_betas", type=float, nargs=2, default=(0.9, 0.999))
+    o.add_argument("--lr_step_epochs", type=int, nargs="*", default=[100],
+                   help="epochs at which every LR is multiplied by --lr_step_gamma")
+    o.add_argument("--lr_step_gamma", type=float, default=0.1)
+    d = p.add_argument_group("data")
+    d.add_argument("--train_dir", help="DFC2020 root used for training")
+    d.add_argument("--train_mode", default="validation", choices=["validation", "test", "dfc", "sen12ms"])
+    d.add_argument("--val_dir", default=None, help="DFC2020 root for evaluation (default: --train_dir)")
+    d.add_argument("--val_mode", default="test", choices=["validation", "test", "dfc"])
+    d.add_argument("--balanced_classes_train", action=argparse.BooleanOptionalAction, default=True)
+    d.add_argument("--balanced_classes_val", action=argparse.BooleanOptionalAction, default=False)
+    d.add_argument("--train_used_data_fraction", type=float, default=1.0)
+    d.add_argument("--val_used_data_fraction", type=float, default=1.0)
+    d.add_argument("--image_px_size", type=int, default=224)
+    d.add_argument("--cover_all_parts_validation", action=argparse.BooleanOptionalAction, default=False,
+                   help="evaluate every tile of each 256 px patch (else the centre crop)")
+    d.add_argument("--clip_sample_values", action=argparse.BooleanOptionalAction, default=True)
+    d.add_argument("--batch_size", type=int, default=100)
+    d.add_argument("--num_workers", "-j", dest="workers", type=int, default=2)
+    r = p.add_argument_group("run")
+    r.add_argument("--output_dir", default=None, help="run folder (default: runs/<model>_<target>_<setting>)")
+    r.add_argument("--run_name", default=None, help="label of this run in the results table")
+    r.add_argument("--resume", default=None, help="checkpoint path, or 'auto' for OUTPUT_DIR/checkpoint_last.pth")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--validation_every", "--val_every", dest="val_every", type=int, default=2)
+    r.add_argument("--save_every", type=int, default=2)
+    r.add_argument("--log_every", type=int, default=10)
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    r.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
+    r.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    r.add_argument("--example_maps", type=int, default=4,
+                   help="test patches drawn in the segmentation figure")
+    return p
+
+
+def setting_name(args) -> str:
+    if args.s1_input_channels == 0:
+        inputs = "s2"
+    elif args.s2_input_channels == 0:
+        inputs = "s1"
+    else:
+        inputs = "s1s2"
+    mode = "finetuned" if args.finetuning else "frozen"
+    return f"{args.model}_{args.target}_{inputs}_{mode}"
+
+
+def build_datasets(args):
+    from data import DFCDataset
+
+    if not args.train_dir:
+        raise SystemExit("error: --train_dir is required (a DFC2020 root; "
+                         "`python -m data.sample --root sample_data` makes a small one)")
+    train_set = DFCDataset(args.train_dir, mode=args.train_mode,
+                           clip_sample_values=args.clip_sample_values,
+                           used_data_fraction=args.train_used_data_fraction,
+                           image_px_size=args.image_px_size, cover_all_parts=False,
+                           balanced_classes=args.balanced_classes_train, seed=args.seed)
+    val_set = DFCDataset(args.val_dir or args.train_dir, mode=args.val_mode,
+                         clip_sample_values=args.clip_sample_values,
+                         used_data_fraction=args.val_used_data_fraction,
+                         image_px_size=args.image_px_size,
+                         cover_all_parts=args.cover_all_parts_validation,
+                         balanced_classes=args.balanced_classes_val, seed=args.seed)
+    return train_set, val_set
+
+
+def main(args, hooks=None) -> dict:
+    device = du.init_distributed(args.device)
+    engine.set_seed(args.seed)
+    args.output_dir = Path(args.output_dir or Path("runs") / setting_name(args))
+    train_set, val_set = build_datasets(args)   # bad paths fail here, before the model
+    train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
+                                       num_workers=args.workers, seed=args.seed)
+    val_loader = engine.build_loader(val_set, args.batch_size, shuffle=False,
+                                     num_workers=args.workers, seed=args.seed)
+
+    from models import create_model
+    from models.checkpoint import downstream_checkpoint, load_downstream_checkpoint
+
+    options = dict(base_model=args.base_model, s1_input_channels=args.s1_input_channels,
+                   s2_input_channels=args.s2_input_channels, freeze_backbone=not args.finetuning)
+    if args.image_px_size != 224 and "Swin" in args.model:
+        options["img_size"] = args.image_px_size
+    model = create_model(args.model, num_classes=args.n_classes, checkpoint=args.checkpoint,
+                         **options).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups = model.parameter_groups(backbone_lr=args.learning_rate, head_lr=args.classifier_lr)
+    optimizer = torch.optim.Adam(groups, lr=args.classifier_lr, betas=tuple(args.adam_betas),
+                                 weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_step_epochs,
+                                                     gamma=args.lr_step_gamma)
+    task = engine.SupervisedTask(args.target, args.n_classes)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    engine.save_run_config(args.output_dir, config)
+
+    start_epoch, global_step = 0, 0
+    resume = engine.resolve_resume(args.resume, args.output_dir, LAST_CHECKPOINT)
+    if resume is not None:
+        ckpt = load_downstream_checkpoint(model, resume)
+        optimizer.load_state_dict(ckpt["optim_state"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        engine.set_rng_state(ckpt["rng"])
+        start_epoch, global_step = int(ckpt["epochs"]), int(ckpt.get("global_step", 0))
+        if du.is_main_process():
+            print(f"resumed from {resume} at epoch {start_epoch}")
+
+    train_model = torch.compile(model) if args.compile else model
+    train_model = engine.wrap_ddp(train_model, device)
+
+    def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
+        ckpt = downstream_checkpoint(model, args.model, options | {"num_classes": args.n_classes},
+                                     optimizer=optimizer, val_stats=val_stats, epochs=epochs_done)
+        ckpt.update(scheduler=scheduler.state_dict(), rng=engine.rng_state(), config=config)
+        return ckpt
+
+    logger = engine.Logger(args.output_dir)
+    if du.is_main_process():
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"{setting_name(args)}: {len(train_set)} training / {len(val_set)} evaluation samples, "
+              f"{trainable / 1e6:.2f} M trainable parameters, device {device}")
+    start = time.perf_counter()
+    try:
+        history = engine.fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
+                   output_dir=args.output_dir, make_checkpoint=make_checkpoint,
+                   last_name=LAST_CHECKPOINT, start_epoch=start_epoch, global_step=global_step,
+                   val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
+                   amp=args.amp, logger=logger, epoch_scheduler=scheduler, hooks=hooks,
+                   channels_last=args.channels_last, log_every=args.log_every)
+        final = history[-1].get("val") if history else None  # the last epoch always validates
+        results = final_evaluation(args, model, val_loader, task, device, logger, config,
+                                   time.perf_counter() - start, scores=final)
+    finally:
+        logger.close()
+        du.cleanup()
+    return results
+
+
+@torch.no_grad()
+def example_maps(model, loader, task, device, count: int) -> list[dict]:
+    """S2, true and predicted maps of the first ``count`` evaluation patches."""
+    model.eval()
+    examples = []
+    for batch in loader:
+        batch = engine.to_device(batch, device)
+        pred = model(batch).argmax(1).cpu()
+        for i in range(min(len(pred), count - len(examples))):
+            examples.append({"s2": batch["s2"][i].cpu().numpy(),
+                             "true": task.targets(batch)[i].cpu().numpy(), "pred": pred[i].numpy()})
+        if len(examples) >= count:
+            break
+    return examples
+
+
+def final_evaluation(args, model, loader, task, device, logger, config, seconds,
+                     scores: dict | None = None) -> dict:
+    """Test-split metrics of the finished model: printed, JSON, figures."""
+    if scores is None:
+        scores = engine.evaluate(model, loader, task, device, amp=args.amp,
+                                 channels_last=args.channels_last, desc="test")
+    if not du.is_main_process():
+        return scores
+    examples = []
+    if task.kind == "segmentation" and args.example_maps > 0:
+        examples = example_maps(model, loader, task, device, args.example_maps)
+    out = Path(args.output_dir)
+    title = f"{args.run_name or setting_name(args)} on {args.val_mode}"
+    results = {"run_name": args.run_name or setting_name(args), "model": args.model,
+               "target": args.target, "task": task.kind, "setting": setting_name(args),
+               "finetuning": args.finetuning, "checkpoint": args.checkpoint,
+               "eval_split": args.val_mode, "train_seconds": seconds, "scores": scores,
+               "config": config}
+    with open(out / "results.json", "w") as fp:
+        json.dump(results, fp, indent=2, default=str)
+    print(f"\n## {title}\n\n{scores_table(scores, task.kind)}\n")
+    if "confusion_matrix" in scores:
+        fig = plot_confusion_matrix(scores["confusion_matrix"], title=title)
+        fig.savefig(out / "confusion_matrix.png", dpi=120)
+        logger.figure("test/confusion_matrix", fig, args.epochs)
+    if examples:
+        fig = plot_segmentation_examples(examples)
+        fig.savefig(out / "predictions.png", dpi=100)
+        logger.figure("test/predictions", fig, args.epochs)
+    print(f"results: {out / 'results.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Self-supervised pre-training of a dual ResNet (S1 + S2) with cross-modal InfoNCE.
+
+The S1 and S2 ResNets each end in a projection MLP (d→d, ReLU, d→128); the two
+projections of the same location are the positive pair, every other embedding in the
+(global) batch a negative. Defaults are the original's: batch 200, Adam lr 3e-5,
+weight decay 1e-4, temperature 0.07, 128 px crops.
+
+    python train_resnet_backbone.py --train_dir sample_data --epochs 2 --batch_size 16
+    torchrun --nproc_per_node 4 train_resnet_backbone.py --train_dir /data/sen12ms ...
+"""
+import argparse
+
+import torch
+
+from utils import distributed as du
+from utils import engine
+from utils.pretrain import add_data_arguments, build_data, run_pretraining
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m = p.add_argument_group("model and optimisation")
+    m.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet50"])
+    m.add_argument("--epochs", type=int, default=100)
+    m.add_argument("--lr", "--learning_rate", "--learning-rate", dest="lr", type=float, default=3e-5)
+    m.add_argument("--wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float,
+                   default=1e-4)
+    m.add_argument("--temperature", type=float, default=0.07)
+    add_data_arguments(p, batch_size=200, image_px_size=128)
+    return p
+
+
+def main(args, hooks=None):
+    device = du.init_distributed(args.device)
+    engine.set_seed(args.seed)
+    args.output_dir = args.output_dir or f"runs/{args.arch}_backbone"
+    train_loader, val_loader = build_data(args)  # bad paths fail here, before the model
+
+    from models import create_model
+    model = create_model("DoubleResNetSimCLR", base_model=args.arch).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    try:
+        return run_pretraining(args, model, optimizer, arch=args.arch, temperature=args.temperature,
+                               train_loader=train_loader, val_loader=val_loader, device=device,
+                               hooks=hooks)
+    finally:
+        du.cleanup()
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,442 @@
+"""The one training / evaluation engine behind all three scripts.
+
+A *task* turns model outputs and a batch into a loss (``ContrastiveTask`` for
+pre-training, ``SupervisedTask`` for the downstream targets); everything else — the
+epoch loop, AMP, progress bars, TensorBoard, atomic checkpoints, resuming, seeding and
+distributed samplers — lives here once. Scripts stay ``parse → build → run``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from utils import distributed as du
+from utils.losses import info_nce_loss
+from utils.metrics import IGNORE_INDEX, MetricAccumulator, headline
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf: the run stops, the last good checkpoint stays on disk."""
+
+
+# --------------------------------------------------------------------------- tasks
+class ContrastiveTask:
+    """Cross-modal InfoNCE between the model's ``{"s1", "s2"}`` embeddings."""
+
+    kind = "contrastive"
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def __call__(self, outputs: dict, batch: dict) -> tuple[torch.Tensor, dict]:
+        loss, acc = info_nce_loss(outputs["s1"], outputs["s2"], self.temperature)
+        return loss, acc
+
+    def new_accumulator(self):
+        return None
+
+
+TARGET_KINDS = {
+    "dfc_label": "single_label", "lc_label": "single_label",
+    "dfc_multilabel_one_hot": "multi_label", "lc_multilabel_one_hot": "multi_label",
+    "dfc": "segmentation", "lc": "segmentation",
+}
+
+
+class SupervisedTask:
+    """Loss and metrics for a downstream target (a key of the dataset's samples).
+
+    Single label and segmentation: cross-entropy with ``ignore_index=255``; multi-label:
+    BCE on the logits (the original applied a sigmoid then BCE; same maths, stabler).
+    """
+
+    def __init__(self, target: str, num_classes: int = 8):
+        if target not in TARGET_KINDS:
+            raise ValueError(f"unknown target {target!r}; choose from {sorted(TARGET_KINDS)}")
+        self.target = target
+        self.kind = TARGET_KINDS[target]
+        self.num_classes = num_classes
+
+    def targets(self, batch: dict) -> torch.Tensor:
+        y = batch[self.target]
+        if self.kind == "multi_label":
+            return y.float()
+        if self.kind == "segmentation" and y.ndim == 4:
+            y = y[:, 0]
+        return y.long()
+
+    def __call__(self, outputs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        y = self.targets(batch)
+        if self.kind == "multi_label":
+            return F.binary_cross_entropy_with_logits(outputs.float(), y), {}
+        if (y == IGNORE_INDEX).all():  # a batch with nothing to learn: zero loss, keeps graph
+            return outputs.float().sum() * 0.0, {}
+        return F.cross_entropy(outputs.float(), y, ignore_index=IGNORE_INDEX), {}
+
+    def new_accumulator(self) -> MetricAccumulator:
+        return MetricAccumulator(self.kind, self.num_classes)
+
+
+# ------------------------------------------------------------------ reproducibility
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (each rank offsets the seed by its rank)."""
+    seed = seed + du.get_rank()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0,
+                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader whose order depends only on ``(seed, epoch)``: call ``set_epoch``.
+
+    It always uses a :class:`DistributedSampler` (one replica outside torchrun), so a
+    resumed run sees exactly the batches the interrupted one would have seen.
+    """
+    sampler = DistributedSampler(dataset, num_replicas=du.get_world_size(), rank=du.get_rank(),
+                                 shuffle=shuffle, seed=seed, drop_last=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      drop_last=drop_last, pin_memory=pin_memory, worker_init_fn=_seed_worker,
+                      persistent_workers=num_workers > 0,
+                      prefetch_factor=4 if num_workers > 0 else None)
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Make the sampler's shuffle (and the dataset's random crops, if any) a function of epoch."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
+
+
+# ---------------------------------------------------------------------- precision
+def autocast(device: torch.device, amp: str):
+    """Autocast context for ``amp`` in {"none", "bf16", "fp16"} (fp16 only on CUDA)."""
+    if amp == "none":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    if device.type != "cuda" and dtype == torch.float16:
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.ndim == 4 and v.is_floating_point():
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+# ------------------------------------------------------------------------ logging
+class Logger:
+    """TensorBoard scalars/figures on rank 0 (a no-op on other ranks or without a folder)."""
+
+    def __init__(self, log_dir: str | Path | None):
+        self.writer = None
+        if log_dir is not None and du.is_main_process():
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(log_dir))
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def figure(self, tag: str, fig, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_figure(tag, fig, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+class Averager:
+    """Running means of 0-d tensors; synchronises with the host only when read."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict, n: int = 1) -> None:
+        for k, v in values.items():
+            v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+        self.count += n
+
+    def means(self) -> dict:
+        return {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
+
+
+# -------------------------------------------------------------------- checkpoints
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file then rename: a kill never truncates ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def resolve_resume(resume: str | None, output_dir: str | Path, last_name: str) -> Path | None:
+    """``--resume auto`` → ``output_dir/last_name`` if it exists; a path must exist."""
+    if not resume:
+        return None
+    if resume == "auto":
+        path = Path(output_dir) / last_name
+        return path if path.exists() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {resume}: no such checkpoint file")
+    return path
+
+
+def save_run_config(output_dir: str | Path, config: dict, name: str = "config.json") -> None:
+    if du.is_main_process():
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(output_dir) / name, "w") as fp:
+            json.dump(config, fp, indent=2, default=str)
+
+
+# ----------------------------------------------------------------------- the loop
+@dataclass
+class StepHooks:
+    """Things the loop calls per step; tests use ``after_step`` to simulate a kill."""
+
+    after_step: Callable[[int, int], None] | None = None  # (epoch, step_in_epoch)
+    per_step_scheduler: object | None = None              # .step() after each optimiser step
+
+
+@dataclass
+class EpochResult:
+    stats: dict = field(default_factory=dict)
+    samples: int = 0
+    seconds: float = 0.0
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch.optim.Optimizer,
+                    device: torch.device, epoch: int, *, amp: str = "none", scaler=None,
+                    logger: Logger | None = None, global_step: int = 0, log_every: int = 10,
+                    hooks: StepHooks | None = None, channels_last: bool = False,
+                    max_grad_norm: float | None = None, desc: str = "train") -> EpochResult:
+    """One pass over ``loader``: forward, task loss, backward, step. Returns mean stats."""
+    hooks = hooks or StepHooks()
+    model.train()
+    meter = Averager()
+    nan_pixels = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"{desc} {epoch}", disable=not du.is_main_process(),
+               dynamic_ncols=True, leave=False)
+    for step, batch in enumerate(bar):
+        if "s1_nan_pixels" in batch:
+            nan_pixels += int(batch["s1_nan_pixels"].sum())
+        batch = to_device(batch, device, channels_last)
+        with autocast(device, amp):
+            outputs = model(batch)
+        loss, stats = task(outputs, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}: stopping; "
+                "the last good checkpoint is kept. Lower the learning rate or try --amp none.")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+        if hooks.per_step_scheduler is not None:
+            hooks.per_step_scheduler.step()
+        n = batch[next(iter(k for k in ("s1", "s2") if k in batch))].shape[0]
+        stats = {"loss": loss.detach(), **stats}
+        meter.add(stats, n)
+        global_step += 1
+        if step % log_every == 0 or step == len(loader) - 1:
+            values = {k: float(v) for k, v in stats.items()}
+            values["lr"] = optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+            if logger:
+                logger.scalars("train_step", values, global_step)
+        if hooks.after_step is not None:
+            hooks.after_step(epoch, step)
+    bar.close()
+    seconds = time.perf_counter() - start
+    result = EpochResult(meter.means(), meter.count, seconds)
+    result.stats["samples_per_s"] = meter.count * du.get_world_size() / max(seconds, 1e-9)
+    result.stats["s1_nan_pixels"] = nan_pixels
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *,
+             amp: str = "none", channels_last: bool = False, desc: str = "eval",
+             collect: Callable[[dict, torch.Tensor], None] | None = None) -> dict:
+    """Loss over the whole loader plus the task's metrics (summed over ranks).
+
+    ``collect(batch, outputs)`` may keep a few predictions (e.g. maps for a figure).
+    """
+    model.eval()
+    meter = Averager()
+    acc = task.new_accumulator()
+    for batch in tqdm(loader, desc=desc, disable=not du.is_main_process(), dynamic_ncols=True,
+                      leave=False):
+        batch = to_device(batch, device, channels_last)
+        with autocast(device, amp):
+            outputs = model(batch)
+        loss, stats = task(outputs, batch)
+        n = batch["s2" if "s2" in batch else "s1"].shape[0]
+        meter.add({"loss": loss, **stats}, n)
+        if acc is not None:
+            acc.update(outputs.float(), task.targets(batch))
+        if collect is not None:
+            collect(batch, outputs)
+    # average the per-rank means weighted by counts; sum metric counts
+    sums = torch.tensor([meter.count] + [float(v) * meter.count for v in meter.means().values()],
+                        dtype=torch.float64)
+    du.all_reduce_sum([sums])
+    total = max(sums[0].item(), 1.0)
+    result = {k: sums[i + 1].item() / total for i, k in enumerate(meter.means())}
+    if acc is not None:
+        du.all_reduce_sum(acc.state_tensors())
+        result.update(acc.compute())
+    return result
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:
+    """DistributedDataParallel under torchrun, the model itself otherwise."""
+    if not du.is_distributed():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                               find_unused_parameters=find_unused)
+
+
+def describe(stats: dict, keys: Iterable[str] | None = None) -> str:
+    """A one-line ``k=v`` summary of the scalar stats."""
+    values = headline({k: v for k, v in stats.items() if isinstance(v, float)})
+    if keys is not None:
+        values = {k: values[k] for k in keys if k in values}
+    return "  ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+
+def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim.Optimizer,
+        device: torch.device, *, epochs: int, output_dir: str | Path,
+        make_checkpoint: Callable[[int, dict], dict], last_name: str = "checkpoint_last.pth",
+        start_epoch: int = 0, global_step: int = 0, val_loader: DataLoader | None = None,
+        val_every: int = 1, save_every: int = 1, keep_every: int = 0, amp: str = "none",
+        scaler=None, logger: Logger | None = None, step_scheduler=None, epoch_scheduler=None,
+        hooks: StepHooks | None = None, channels_last: bool = False, log_every: int = 10,
+        max_grad_norm: float | None = None, on_validation: Callable[[int, dict], None] | None = None,
+        ) -> list[dict]:
+    """The epoch loop: train, step the epoch schedule, validate, checkpoint (rank 0, atomic).
+
+    ``make_checkpoint(epochs_done, last_val_stats)`` returns the dict to save; it is written
+    to ``output_dir/last_name`` every ``save_every`` epochs and at the end, and also kept as
+    ``checkpoint_XXXX.pth`` every ``keep_every`` epochs (0: never).
+    """
+    hooks = hooks or StepHooks()
+    hooks.per_step_scheduler = step_scheduler
+    history: list[dict] = []
+    val_stats: dict = {}
+    output_dir = Path(output_dir)
+    for epoch in range(start_epoch, epochs):
+        set_epoch(train_loader, epoch)
+        result = train_one_epoch(model, train_loader, task, optimizer, device, epoch, amp=amp,
+                                 scaler=scaler, logger=logger, global_step=global_step,
+                                 log_every=log_every, hooks=hooks, channels_last=channels_last,
+                                 max_grad_norm=max_grad_norm)
+        global_step += len(train_loader)
+        if epoch_scheduler is not None:
+            epoch_scheduler.step()
+        record = {"epoch": epoch + 1, "train": result.stats}
+        if logger:
+            logger.scalars("train", result.stats, epoch + 1)
+            logger.scalars("train", {"lr": optimizer.param_groups[0]["lr"]}, epoch + 1)
+        last = epoch + 1 == epochs
+        if val_loader is not None and ((epoch + 1) % val_every == 0 or last):
+            val_stats = evaluate(model, val_loader, task, device, amp=amp,
+                                 channels_last=channels_last, desc=f"val {epoch}")
+            record["val"] = val_stats
+            if logger:
+                logger.scalars("val", headline(val_stats), epoch + 1)
+            if on_validation is not None:
+                on_validation(epoch + 1, val_stats)
+        if du.is_main_process():
+            line = f"epoch {epoch + 1}/{epochs}  {describe(result.stats)}"
+            if "val" in record:
+                line += f"  | val {describe(val_stats)}"
+            if result.stats.get("s1_nan_pixels"):
+                line += f"  (repaired {int(result.stats['s1_nan_pixels'])} NaN S1 pixels)"
+            tqdm.write(line)
+            if (epoch + 1) % save_every == 0 or last:
+                ckpt = make_checkpoint(epoch + 1, val_stats)
+                ckpt["global_step"] = global_step
+                atomic_save(ckpt, output_dir / last_name)
+                if keep_every and (epoch + 1) % keep_every == 0:
+                    atomic_save(ckpt, output_dir / f"checkpoint_{epoch + 1:04d}.pth")
+        history.append(record)
+    return history

@@ -1,0 +1,153 @@
+"""What the two pre-training scripts share: data, resume, the run itself.
+
+``train_resnet_backbone.py`` and ``train_d_swin_backbone.py`` differ only in the model,
+the optimiser and the schedule; they parse their arguments, build those, and hand over
+to :func:`run_pretraining`.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from utils import distributed as du
+from utils import engine
+
+LAST_CHECKPOINT = "checkpoint_last.pth"
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, image_px_size: int) -> None:
+    """Data/run flags common to both pre-training scripts (same names as the originals)."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--train_dir", help="SEN12MS root (folders ROIs1158_spring, ...)")
+    g.add_argument("--train_mode", default="sen12ms", choices=["sen12ms", "validation", "test", "dfc"])
+    g.add_argument("--val_dir", default=None,
+                   help="DFC2020 root for the contrastive validation pass (default: none)")
+    g.add_argument("--val_mode", default="validation", choices=["validation", "test", "dfc"])
+    g.add_argument("--train_used_data_fraction", type=float, default=1.0)
+    g.add_argument("--val_used_data_fraction", type=float, default=1.0)
+    g.add_argument("--image_px_size", type=int, default=image_px_size,
+                   help="crop size in px (random crops for training, centre crops for validation)")
+    g.add_argument("--clip_sample_values", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=batch_size,
+                   help="batch size per process")
+    g.add_argument("-j", "--workers", "--num_workers", dest="workers", type=int, default=2,
+                   help="DataLoader worker processes")
+    r = parser.add_argument_group("run")
+    r.add_argument("--output_dir", default=None, help="run folder: checkpoints, TensorBoard, config")
+    r.add_argument("--resume", default=None,
+                   help="checkpoint to continue from, or 'auto' for OUTPUT_DIR/checkpoint_last.pth")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--save_every", type=int, default=1, help="write checkpoint_last.pth every N epochs")
+    r.add_argument("--keep_every", type=int, default=0,
+                   help="also keep checkpoint_XXXX.pth every N epochs (0: only the last)")
+    r.add_argument("--val_every", type=int, default=1, help="validation pass every N epochs")
+    r.add_argument("--log_every", type=int, default=10, help="TensorBoard step scalars every N steps")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                   help="autocast precision (fp16 needs CUDA; default: full fp32)")
+    r.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False,
+                   help="channels-last memory format (faster ResNets on GPU)")
+    r.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the model")
+
+
+def build_data(args) -> tuple:
+    """Train and (optional) validation loaders; fails on bad paths before any model exists."""
+    from data import DFCDataset
+
+    if not args.train_dir:
+        raise SystemExit("error: --train_dir is required (the SEN12MS root; "
+                         "`python -m data.sample --root sample_data` makes a small one)")
+    train_set = DFCDataset(args.train_dir, mode=args.train_mode,
+                           clip_sample_values=args.clip_sample_values,
+                           used_data_fraction=args.train_used_data_fraction,
+                           image_px_size=args.image_px_size, cover_all_parts=False,
+                           seed=args.seed)
+    val_set = None
+    if args.val_dir:
+        val_set = DFCDataset(args.val_dir, mode=args.val_mode,
+                             clip_sample_values=args.clip_sample_values,
+                             used_data_fraction=args.val_used_data_fraction,
+                             image_px_size=args.image_px_size, cover_all_parts=False,
+                             seed=args.seed)
+    pin = torch.cuda.is_available()
+    train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
+                                       num_workers=args.workers, seed=args.seed, pin_memory=pin)
+    val_loader = None
+    if val_set is not None:
+        val_loader = engine.build_loader(val_set, args.batch_size, shuffle=False,
+                                         num_workers=args.workers, seed=args.seed, pin_memory=pin)
+    return train_loader, val_loader
+
+
+def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                    arch: str, temperature: float, train_loader, val_loader, device: torch.device,
+                    step_scheduler=None, config: dict | None = None,
+                    hooks: engine.StepHooks | None = None) -> list[dict]:
+    """Resume if asked, train for ``args.epochs`` and write checkpoints in the published layout.
+
+    Checkpoints hold ``{"epoch", "arch", "state_dict", "optimizer"}`` exactly as the published
+    files (``state_dict`` in the published key layout, so the original code reads them) plus
+    ``scheduler``, ``scaler``, ``rng``, ``global_step`` and ``config`` for an exact resume.
+    """
+    from models.checkpoint import load_published_state_dict, to_published_state_dict
+
+    output_dir = Path(args.output_dir)
+    engine.save_run_config(output_dir, config if config is not None else vars(args))
+    scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
+
+    start_epoch, global_step = 0, 0
+    resume = engine.resolve_resume(args.resume, output_dir, LAST_CHECKPOINT)
+    if resume is not None:
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        load_published_state_dict(model, ckpt["state_dict"], source=str(resume))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if step_scheduler is not None and ckpt.get("scheduler"):
+            step_scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("rng"):
+            engine.set_rng_state(ckpt["rng"])
+        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt.get("global_step", 0))
+        if du.is_main_process():
+            print(f"resumed from {resume} at epoch {start_epoch}")
+
+    train_model = model
+    if args.compile:
+        train_model = torch.compile(train_model)
+    train_model = engine.wrap_ddp(train_model, device)
+
+    def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
+        return {
+            "epoch": epochs_done,
+            "arch": arch,
+            "state_dict": to_published_state_dict(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": step_scheduler.state_dict() if step_scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": engine.rng_state(),
+            "val_stats": val_stats,
+            "config": config if config is not None else vars(args),
+        }
+
+    logger = engine.Logger(output_dir)
+    task = engine.ContrastiveTask(temperature)
+    try:
+        if du.is_main_process():
+            n = len(train_loader.dataset)
+            print(f"pre-training {arch} on {n} samples for epochs {start_epoch + 1}..{args.epochs} "
+                  f"(batch {args.batch_size} x {du.get_world_size()} processes, device {device})")
+        history = engine.fit(
+            train_model, train_loader, task, optimizer, device, epochs=args.epochs,
+            output_dir=output_dir, make_checkpoint=make_checkpoint, last_name=LAST_CHECKPOINT,
+            start_epoch=start_epoch, global_step=global_step, val_loader=val_loader,
+            val_every=args.val_every, save_every=args.save_every, keep_every=args.keep_every,
+            amp=args.amp, scaler=scaler, logger=logger, step_scheduler=step_scheduler,
+            hooks=hooks, channels_last=args.channels_last, log_every=args.log_every)
+    finally:
+        logger.close()
+    if du.is_main_process():
+        print(f"done: {output_dir / LAST_CHECKPOINT}")
+    return history

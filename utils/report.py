@@ -1,0 +1,99 @@
+"""Human-readable results: metric tables, confusion-matrix and prediction figures."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+CLASS_NAMES = ["Forest", "Shrubland", "Grassland", "Wetlands", "Croplands", "Urban/Built-up",
+               "Barren", "Water"]
+
+# headline metrics per task, in the order the paper's tables use
+HEADLINE = {
+    "single_label": ["average_accuracy", "overall_accuracy"],
+    "multi_label": ["average_precision", "average_recall", "average_f1",
+                    "overall_precision", "overall_recall", "overall_f1"],
+    "segmentation": ["average_accuracy", "overall_accuracy", "miou"],
+}
+PER_CLASS = {
+    "single_label": ["per_class_accuracy"],
+    "multi_label": ["per_class_precision", "per_class_recall", "per_class_f1"],
+    "segmentation": ["per_class_accuracy", "per_class_iou"],
+}
+
+
+def _pct(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def scores_table(scores: dict, task: str, class_names=CLASS_NAMES) -> str:
+    """A markdown table: headline metrics, then one row per class (values in %)."""
+    lines = ["| metric | value (%) |", "|---|---|"]
+    for key in HEADLINE[task]:
+        lines.append(f"| {key.replace('_', ' ')} | {_pct(scores.get(key))} |")
+    per_class = [k for k in PER_CLASS[task] if k in scores]
+    if per_class:
+        lines += ["", "| class | " + " | ".join(k.replace("per_class_", "") for k in per_class) + " |",
+                  "|---" * (len(per_class) + 1) + "|"]
+        for i, name in enumerate(class_names):
+            lines.append(f"| {name} | " + " | ".join(_pct(scores[k][i]) for k in per_class) + " |")
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(cm, class_names=CLASS_NAMES, title: str = "Confusion matrix"):
+    """Row-normalised confusion matrix (true classes in rows) with counts annotated."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=float)
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES, colors=None):
+    """Rows of (S2 RGB, true map, predicted map) for a few test patches.
+
+    ``examples``: dicts with ``s2`` (13,H,W) normalised, ``true`` (H,W) and ``pred`` (H,W).
+    """
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    if colors is None:
+        from data.labels import DFC_COLORS as colors
+    palette = np.zeros((256, 3))
+    palette[: len(colors)] = np.asarray(colors, dtype=float) / (255.0 if np.max(colors) > 1 else 1)
+    cmap = ListedColormap(palette)
+    fig, axes = plt.subplots(len(examples), 3, figsize=(9, 3 * len(examples)), squeeze=False)
+    for row, ex in zip(axes, examples):
+        rgb = np.asarray(ex["s2"])[[3, 2, 1]].transpose(1, 2, 0)
+        rgb = np.clip(rgb / max(np.percentile(rgb, 98), 1e-6), 0, 1)
+        row[0].imshow(rgb)
+        for ax, key in zip(row[1:], ("true", "pred")):
+            ax.imshow(np.asarray(ex[key]), cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+        for ax, t in zip(row, ("S2 RGB", "true", "predicted")):
+            ax.set_title(t)
+            ax.axis("off")
+    handles = [Patch(color=palette[i], label=n) for i, n in enumerate(class_names)]
+    handles.append(Patch(color="black", label="no data (255)"))
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -1,0 +1,72 @@
+"""Collect finished runs into tables shaped like the paper's.
+
+    python -m utils.results runs/*/ [--out results.md]
+
+Each run folder holds the ``results.json`` written by ``train_evaluation.py``. One table
+per task (single-label, multi-label, segmentation); rows are model × setting, columns the
+headline metrics in %.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from utils.report import HEADLINE, _pct
+
+TITLES = {"single_label": "Single-label classification", "multi_label": "Multi-label classification",
+          "segmentation": "Segmentation"}
+SHORT = {"average_accuracy": "AA", "overall_accuracy": "OA", "miou": "mIoU",
+         "average_precision": "avg P", "average_recall": "avg R", "average_f1": "avg F1",
+         "overall_precision": "OA P", "overall_recall": "OA R", "overall_f1": "OA F1"}
+
+
+def find_results(paths: list[str]) -> list[Path]:
+    """``results.json`` files in the given run folders (searched recursively) or files."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_file() and p.name == "results.json":
+            found.append(p)
+        elif p.is_dir():
+            found += sorted(p.rglob("results.json"))
+        else:
+            print(f"warning: {p} holds no results.json (unfinished run?)", file=sys.stderr)
+    return found
+
+
+def results_tables(files: list[Path]) -> str:
+    """Markdown: one table per task, one row per run."""
+    runs = [json.loads(f.read_text()) | {"_path": str(f.parent)} for f in files]
+    out = []
+    for task in ("single_label", "multi_label", "segmentation"):
+        rows = [r for r in runs if r.get("task") == task]
+        if not rows:
+            continue
+        cols = HEADLINE[task]
+        out += [f"### {TITLES[task]}", "",
+                "| run | model | setting | " + " | ".join(SHORT[c] for c in cols) + " |",
+                "|---|---|---|" + "---|" * len(cols)]
+        for r in sorted(rows, key=lambda r: (r["model"], r["setting"])):
+            setting = ("fine-tuned" if r.get("finetuning") else "frozen") + \
+                      (" (from SSL)" if r.get("checkpoint") else "")
+            out.append(f"| {r['run_name']} | {r['model']} | {setting} | " +
+                       " | ".join(_pct(r["scores"].get(c)) for c in cols) + " |")
+        out.append("")
+    return "\n".join(out) if out else "no finished runs found\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Collect finished runs (results.json) into markdown tables.")
+    p.add_argument("runs", nargs="+", help="run folders (searched recursively) or results.json files")
+    p.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    args = p.parse_args(argv)
+    text = results_tables(find_results(args.runs))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# DFC2020 multi-label classification: Swin-T supervised baseline, late fusion (two Swin-T, concatenated features).
+source "$(dirname "$0")/../../../common.sh"
+run_eval --target dfc_multilabel_one_hot --model DualSwinBaseline --finetuning "$@"

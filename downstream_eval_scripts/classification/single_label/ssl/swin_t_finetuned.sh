@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# DFC2020 single-label classification: self-supervised dual Swin-T, fine-tuned.
+source "$(dirname "$0")/../../../common.sh"
+ckpt=$(checkpoint SWIN_CHECKPOINT)  # exits with a clear message if unset or missing
+run_eval --target dfc_label --model DoubleSwinTransformerDownstream --finetuning --checkpoint "$ckpt" "$@"

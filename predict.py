@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Predict a georeferenced land-cover map of a whole Sentinel-1/2 scene.
+
+Runs a fine-tuned segmentation model (e.g. ``DoubleSwinTransformerSegmentation``) -- or a
+classification model -- over a scene of any size with overlapping sliding windows and
+writes, on the Sentinel-2 grid (same CRS, transform and size):
+
+* ``--out``: uint8 GeoTIFF of the 8 DFC classes (0-7, 255 = no data), tiled, deflate
+  compressed, with a colour table and the class names as tags (``CLASS_NAMES``, ``CLASS_i``);
+* ``--probabilities``: optional float32 GeoTIFF, one band per class (NaN = no data);
+* ``--preview``: optional PNG with a legend;
+* ``--summary``: optional JSON of per-class areas (km²); the table is always printed.
+
+Inputs: ``--s2`` is a 13-band GeoTIFF (B01..B12 incl. B8A and B10, L1C digital numbers) or
+a folder of per-band files (``*_B01.jp2`` / ``*_B01.tif`` ... at 10/20/60 m, e.g. a SAFE
+``IMG_DATA`` folder) which are resampled (``--resampling``, bilinear by default) onto the
+grid of a 10 m band and stacked in band order. ``--s1`` is an optional 2-band GeoTIFF
+(VV, VH in dB), reprojected onto the S2 grid when its grid differs; it is required when the
+model uses Sentinel-1.
+
+Every window is normalised exactly as in training (clipping, division of each band by its
+maximum within the window). Segmentation outputs are blended with a smooth weight window
+(no seams); a classification model's label of each window is painted over its stride cell.
+Memory use is bounded by a strip of windows, not by the scene (details:
+``utils/scene.py``).
+
+Example::
+
+    python predict.py --checkpoint runs/seg/best.pt --s2 S2_scene.tif --s1 S1_scene.tif \\
+        --out map.tif --preview map.png --summary summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and appends real defaults (not None/False/[]) to option help."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" not in text and action.default not in (None, False, [], argparse.SUPPRESS)
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    io = p.add_argument_group("inputs and outputs")
+    io.add_argument("--checkpoint", required=True,
+                    help="downstream checkpoint saved by this project ({'model_weights', 'model_name', "
+                         "'model_options', ...}) or by the original implementation ({'model_weights', ...}, "
+                         "then --model is needed)")
+    io.add_argument("--s2", required=True,
+                    help="Sentinel-2 scene: 13-band GeoTIFF (B01..B12 incl. B8A, B10) or a folder of per-band "
+                         "files *_B01.jp2|tif ... *_B12 (10/20/60 m, resampled onto the 10 m grid)")
+    io.add_argument("--s1", default=None,
+                    help="Sentinel-1 GeoTIFF (VV, VH in dB) covering the scene; reprojected onto the S2 grid "
+                         "if needed. Required when the model uses Sentinel-1")
+    io.add_argument("--out", required=True, help="output land-cover GeoTIFF (uint8, 255 = no data)")
+    io.add_argument("--probabilities", default=None,
+                    help="optional float32 GeoTIFF with one class-probability band per class")
+    io.add_argument("--preview", default=None, help="optional PNG preview with a legend")
+    io.add_argument("--summary", default=None, help="optional JSON file with the per-class area summary")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=None,
+                   help="factory model name (models.create_model); default: the 'model_name' recorded in "
+                        "the checkpoint")
+    m.add_argument("--num_classes", type=int, default=None,
+                   help="number of classes of the model (default: recorded in the checkpoint, else 8)")
+    m.add_argument("--model_option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra/overriding models.create_model option (JSON value), e.g. "
+                        "--model_option base_model='\"resnet50\"' or --model_option s1_input_channels=0; "
+                        "default: the 'model_options' recorded in the checkpoint")
+
+    w = p.add_argument_group("sliding windows")
+    w.add_argument("--window", type=int, default=None,
+                   help="window size in px (default: the model's img_size option if recorded, else 224)")
+    w.add_argument("--overlap", type=float, default=0.5, help="fraction of overlap between neighbouring windows")
+    w.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    w.add_argument("--blend", choices=("probabilities", "logits"), default="probabilities",
+                   help="blend softmax probabilities or raw logits of overlapping windows")
+    w.add_argument("--resampling", choices=("bilinear", "nearest", "cubic"), default="bilinear",
+                   help="resampling of 20/60 m S2 bands and of an S1 file on another grid")
+    w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
+    w.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve_device(name: str):
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+    return dev
+
+
+def _parse_options(items):
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: --model_option {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def load_checkpoint(path):
+    """Read a checkpoint file on the CPU (tensors and plain Python values only)."""
+    import torch
+    if not Path(path).is_file():
+        raise SystemExit(f"error: checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # e.g. numpy objects in val_stats of an original checkpoint
+        # Only fall back to full unpickling for files the user names explicitly (trusted).
+        print(f"note: {path} is not a plain tensor checkpoint ({type(exc).__name__}); loading it with "
+              "weights_only=False (only do this with checkpoints you trust)", file=sys.stderr)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=None):
+    """Build the model recorded in (or named for) a downstream checkpoint and load its weights."""
+    import torch
+    from models import create_model
+
+    if not isinstance(ckpt, dict):
+        raise SystemExit(f"error: {path}: not a checkpoint dictionary")
+    name = model_name or ckpt.get("model_name")
+    if not name:
+        raise SystemExit(f"error: {path} does not record the model; pass --model NAME "
+                         "(e.g. DoubleSwinTransformerSegmentation)")
+    options = dict(ckpt.get("model_options") or {}) if (model_name is None or
+                                                        model_name == ckpt.get("model_name")) else {}
+    if model_name is not None and ckpt.get("model_name") not in (None, model_name):
+        print(f"warning: --model {model_name} differs from the checkpoint's model_name "
+              f"{ckpt.get('model_name')}; its model_options are not used", file=sys.stderr)
+    options.update(extra_options or {})
+    recorded = options.pop("num_classes", ckpt.get("num_classes"))
+    num_classes = int(num_classes if num_classes is not None else (recorded if recorded is not None else 8))
+    weights = ckpt.get("model_weights", ckpt.get("state_dict"))
+    if weights is None:
+        raise SystemExit(f"error: {path} has no 'model_weights' (is it a pre-training backbone? predict.py needs "
+                         "a fine-tuned downstream checkpoint)")
+    model = create_model(name, num_classes=num_classes, **options)
+    weights = {k[7:] if k.startswith("module.") else k: v for k, v in weights.items()}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.endswith(("relative_position_index", "attn_mask"))]
+    if missing or unexpected:
+        raise SystemExit(f"error: {path} does not fit model {name} {options}: missing keys {missing[:5]}"
+                         f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+                         f"{'...' if len(unexpected) > 5 else ''}")
+    return model, name, options
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch  # noqa: F401  (after argparse so that --help is fast)
+    from utils import scene
+
+    if not 0.0 <= args.overlap < 1.0:
+        raise SystemExit(f"error: --overlap must be in [0, 1), got {args.overlap}")
+    if args.batch_size < 1:
+        raise SystemExit("error: --batch_size must be >= 1")
+    device = resolve_device(args.device)
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
+                                       _parse_options(args.model_option))
+    del ckpt
+    model.to(device)
+    window = args.window or int(options.get("img_size") or 224)
+    uses_s1 = int(options.get("s1_input_channels", 2)) > 0
+    uses_s2 = int(options.get("s2_input_channels", 13)) > 0
+    if uses_s1 and args.s1 is None:
+        raise SystemExit(f"error: model {name} uses Sentinel-1 (s1_input_channels="
+                         f"{options.get('s1_input_channels', 2)}); pass --s1 S1.tif")
+
+    try:
+        s2 = scene.open_s2(args.s2, resampling=args.resampling)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}")
+    s1 = None
+    try:
+        if args.s1 is not None:
+            if not uses_s1:
+                print(f"note: model {name} does not use Sentinel-1; {args.s1} only masks no-data", file=sys.stderr)
+            try:
+                s1 = scene.open_s1(args.s1, s2.grid, resampling=args.resampling,
+                                   reference_name=f"Sentinel-2 input {args.s2}")
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"error: {exc}")
+            if getattr(s1, "warped", False):
+                print(f"note: {args.s1} is on another grid; reprojected onto the Sentinel-2 grid "
+                      f"({args.resampling})", file=sys.stderr)
+        if not uses_s2:
+            print(f"note: model {name} does not use Sentinel-2; {args.s2} defines the grid and the "
+                  "no-data mask", file=sys.stderr)
+        g = s2.grid
+        print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {name} on {device}, window {window}, "
+              f"overlap {args.overlap}", file=sys.stderr)
+        tags = {"MODEL": name, "MODEL_OPTIONS": json.dumps(options, default=str),
+                "CHECKPOINT": str(Path(args.checkpoint).name), "S2_SOURCE": str(args.s2),
+                "S1_SOURCE": str(args.s1 or ""), "BLEND": args.blend}
+        result = scene.predict_scene(model, s2, s1, out_path=args.out, probabilities_path=args.probabilities,
+                                     window=window, overlap=args.overlap, batch_size=args.batch_size,
+                                     device=device, blend=args.blend, progress=not args.no_progress, tags=tags)
+    finally:
+        s2.close()
+        if s1 is not None:
+            s1.close()
+
+    summary = scene.area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
+                                 s1=args.s1, outputs=result.outputs)
+    print(f"{result.mode} map written to {args.out}")
+    print(scene.format_summary(summary))
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.summary, "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"summary written to {args.summary}")
+    if args.preview:
+        scene.write_preview(args.out, args.preview, class_names=result.class_names,
+                            title=f"{Path(args.out).name}: {name} ({result.mode})")
+        print(f"preview written to {args.preview}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

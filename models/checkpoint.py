@@ -1,0 +1,331 @@
+"""Checkpoint I/O: published SSL checkpoints, the original code's downstream checkpoints, ours.
+
+Formats read (``load_checkpoint``; path or already-loaded dict, ``module.`` prefixes stripped):
+
+* backbone / published SSL: ``{"state_dict": ...}`` (+ ``epoch``, ``arch``, ``optimizer``) in the
+  layout of the published ``swin_t.pth`` / ``resnet50.pth`` / ``resnet18.pth``: original Swin layout
+  (``layers.{i}.downsample`` at stage end, 1000-class ``head``, buffers present or not) or timm
+  layout; torchvision ResNets with the projection heads ``fc.0`` / ``fc.2``. Into a downstream model
+  only the backbones load; its heads stay freshly initialised.
+* downstream: ``{"model_weights": ...}`` (+ ``optim_state``, ``val_stats``, ``epochs``) written by the
+  original code or by us (ours add ``model_name`` and ``model_options``): the whole model loads.
+* a bare state dict (all values tensors): treated like ``state_dict``.
+
+Ignored on load, always reported (``LoadReport.ignored``): the Swin 1000-class ``head``; the SimCLR
+projection heads ``backboneN.fc.0/2`` when the model has none; the branch of a sensor the model drops
+(``s1_input_channels=0`` / ``s2_input_channels=0``); for the segmentation model, the original's
+unused duplicate ``decoder2.up`` / ``decoder2.output`` and its decoders' encoder copies / aliases.
+The computed buffers ``relative_position_index`` / ``attn_mask`` are checked against ours
+(``LoadReport.verified_buffers``) and never loaded. Anything else that does not fit raises
+``CheckpointError`` listing missing / unexpected / mis-shaped keys.
+
+Formats written: ``backbone_checkpoint`` -> ``{"epoch", "arch", "state_dict", "optimizer"}`` with
+``state_dict`` in the PUBLISHED layout (``to_published_state_dict``), readable by the original code;
+``downstream_checkpoint`` -> ``{"model_weights", "optim_state", "val_stats", "epochs", "model_name",
+"model_options"}`` so that ``models.load_model`` can rebuild the model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .resnet import ResNet
+from .swin import SwinEncoder, is_computed_buffer, is_original_layout, original_to_timm_key, to_original_state_dict
+
+_logger = logging.getLogger(__name__)
+
+CheckpointLike = Union[str, os.PathLike, Mapping[str, Any]]
+MAX_LISTED = 10
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that does not fit the model (or cannot be read); lists the offending keys."""
+
+    def __init__(self, message: str, source: str = "<dict>", missing: Sequence[str] = (),
+                 unexpected: Sequence[str] = (), mismatched: Sequence[str] = ()) -> None:
+        self.source = source
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+        lines = [f"{message} [checkpoint: {source}]"]
+        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("mis-shaped", self.mismatched)):
+            if keys:
+                more = f" ... and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else ""
+                lines.append(f"  {title} keys ({len(keys)}): " + ", ".join(keys[:MAX_LISTED]) + more)
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class LoadReport:
+    """What ``load_checkpoint`` did."""
+
+    source: str
+    kind: str  # "backbone" ({"state_dict"}), "downstream" ({"model_weights"}) or "state_dict" (bare)
+    loaded: List[str] = field(default_factory=list)
+    ignored: Dict[str, str] = field(default_factory=dict)  # checkpoint key -> reason
+    fresh: List[str] = field(default_factory=list)  # model keys left at their initialisation (new heads)
+    verified_buffers: int = 0
+
+    def summary(self) -> str:
+        reasons: Dict[str, int] = {}
+        for r in self.ignored.values():
+            reasons[r] = reasons.get(r, 0) + 1
+        parts = [f"loaded {len(self.loaded)} tensors from {self.source} ({self.kind})"]
+        if self.verified_buffers:
+            parts.append(f"{self.verified_buffers} computed buffers verified")
+        parts += [f"ignored {n}: {r}" for r, n in reasons.items()]
+        if self.fresh:
+            parts.append(f"{len(self.fresh)} fresh (not in checkpoint): " + ", ".join(self.fresh[:MAX_LISTED]))
+        return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+def read_checkpoint(checkpoint: CheckpointLike) -> Tuple[Mapping[str, Any], str]:
+    """Return (checkpoint dict, source name). Paths load on CPU, tensors-only first.
+
+    Files with other pickled Python objects (e.g. numpy values in ``val_stats``) are retried with
+    ``weights_only=False`` after a warning: only load files you trust.
+    """
+    if isinstance(checkpoint, Mapping):
+        return checkpoint, "<dict>"
+    path = os.fspath(checkpoint)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        _logger.warning("%s holds non-tensor Python objects; loading it with weights_only=False "
+                        "(only do this for files you trust)", path)
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"expected a dict checkpoint, got {type(obj).__name__}", path)
+    return obj, path
+
+
+def extract_state_dict(obj: Mapping[str, Any], source: str = "<dict>") -> Tuple[Dict[str, torch.Tensor], str]:
+    """(state dict without DDP / compile prefixes, kind)."""
+    if "model_weights" in obj:
+        sd, kind = obj["model_weights"], "downstream"
+    elif "state_dict" in obj:
+        sd, kind = obj["state_dict"], "backbone"
+    elif obj and all(torch.is_tensor(v) for v in obj.values()):
+        sd, kind = obj, "state_dict"
+    else:
+        raise CheckpointError(
+            "unrecognised checkpoint: expected {'state_dict': ...} (backbone / published SSL), "
+            "{'model_weights': ...} (downstream) or a bare state dict; top-level keys: "
+            + ", ".join(map(str, list(obj)[:MAX_LISTED])), source)
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"'{'model_weights' if kind == 'downstream' else 'state_dict'}' is not a dict", source)
+    sd = dict(sd)
+    for p in _STRIP_PREFIXES:
+        if sd and all(k.startswith(p) for k in sd):
+            sd = {k[len(p):]: v for k, v in sd.items()}
+    return sd, kind
+
+
+# ---------------------------------------------------------------------------------------------
+# converting foreign layouts onto ours
+
+_SWIN_HEAD = "unused 1000-class classifier `head` of the original Swin"
+_PROJ_HEAD = "SimCLR projection head (pre-training only)"
+_RESNET_PROJ = re.compile(r"^(?P<enc>.*)\.fc\.[02]\.(weight|bias)$")
+_DEC_ENCODER_COPY = re.compile(r"^decoder\d+\.(layers|patch_embed|norm|absolute_pos_embed|head)(\.|$)")
+_DEC_OWN = ("layers_up", "concat_back_dim", "norm_up", "up", "output")
+
+
+def _segmentation_key(model: nn.Module, key: str) -> Tuple[Optional[str], Optional[str]]:
+    """Map an original DoubleSwinTransformerSegmentation key: (new key, None) or (None, ignore reason)."""
+    m = re.match(r"^(decoder\d+)\.(up|output)\.(.*)$", key)
+    if m:
+        dec, mod, rest = m.groups()
+        if dec == model.original_head_decoder:
+            return f"{mod}.{rest}", None
+        return None, f"unused duplicate `{dec}.{mod}` of the original (its forward uses " \
+                     f"{model.original_head_decoder}.{mod})"
+    if _DEC_ENCODER_COPY.match(key):
+        return None, "unused encoder copy inside the original SwinUNet decoder"
+    m = re.match(r"^decoder\d+\.([^.]+)\.(.*)$", key)
+    if m and m.group(1) not in _DEC_OWN and m.group(2).split(".")[0] in ("patch_embed", "layers", "norm", "head"):
+        return None, "alias of an encoder inside the original SwinUNet decoder"
+    return key, None
+
+
+def convert_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "<dict>",
+                       report: Optional[LoadReport] = None) -> Tuple[Dict[str, torch.Tensor], LoadReport]:
+    """Map a checkpoint state dict onto ``model``'s keys; fill ``report.ignored`` / ``verified_buffers``."""
+    report = report or LoadReport(source, "state_dict")
+    model_sd = model.state_dict()
+    buffers = {n: b for n, b in model.named_buffers() if b is not None}
+    swin_prefixes = [n + "." for n, m in model.named_modules() if isinstance(m, SwinEncoder)]
+    original = {p: is_original_layout(sd, p) for p in swin_prefixes}
+    resnets = {n: m for n, m in model.named_modules() if isinstance(m, ResNet)}
+    dropped: Dict[str, str] = {}
+    in_chans = getattr(model, "in_chans", {})
+    for sensor, prefixes in getattr(model, "branch_prefixes", {}).items():
+        if sensor not in in_chans:
+            for p in prefixes:
+                dropped[p] = f"{sensor.upper()} branch, not in this model ({sensor}_input_channels=0)"
+    heads = getattr(model, "published_heads", None)
+    bad_buffers: List[str] = []
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        k = key
+        if hasattr(model, "original_head_decoder"):
+            k, reason = _segmentation_key(model, k)
+            if reason:
+                report.ignored[key] = reason
+                continue
+        drop = next((r for p, r in dropped.items() if k.startswith(p)), None)
+        if drop:
+            report.ignored[key] = drop
+            continue
+        p = next((p for p in swin_prefixes if k.startswith(p)), None)
+        if p is not None:
+            rest = k[len(p):]
+            if rest.startswith("head."):
+                report.ignored[key] = _SWIN_HEAD
+                if heads is not None and p[:-1] in heads:
+                    heads[p[:-1]] = dict(heads[p[:-1]] or {}, **{rest[5:]: value})
+                continue
+            if original[p]:
+                k = p + original_to_timm_key(rest)
+        if is_computed_buffer(k):
+            ours = buffers.get(k)
+            if ours is None or ours.shape != value.shape:
+                report.ignored[key] = "computed buffer for another window / image size (recomputed)"
+            elif torch.equal(ours.to(value.dtype), value):
+                report.verified_buffers += 1
+            else:
+                bad_buffers.append(f"{key} (values differ from the recomputed buffer)")
+            continue
+        if k not in model_sd:
+            m = _RESNET_PROJ.match(k)
+            if m and m.group("enc") in resnets and isinstance(resnets[m.group("enc")].fc, nn.Identity):
+                report.ignored[key] = _PROJ_HEAD
+                continue
+        out[k] = value
+    if bad_buffers:
+        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}", source, mismatched=bad_buffers)
+    return out, report
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+def load_checkpoint(model: nn.Module, checkpoint: CheckpointLike, strict: bool = True) -> LoadReport:
+    """Load a published / original / own checkpoint into ``model``; see the module docstring.
+
+    A backbone checkpoint (``state_dict`` or bare, with no head keys) may leave the model's heads
+    fresh; a downstream checkpoint must provide every key. ``strict=False`` loads what fits and
+    reports the rest in ``LoadReport.fresh`` / ``ignored`` instead of raising.
+    """
+    obj, source = read_checkpoint(checkpoint)
+    sd, kind = extract_state_dict(obj, source)
+    report = LoadReport(source, kind)
+    out, report = convert_state_dict(model, sd, source, report)
+    model_sd = model.state_dict()
+    missing = [k for k in model_sd if k not in out]
+    unexpected = [k for k in out if k not in model_sd]
+    mismatched = [f"{k}: checkpoint {tuple(out[k].shape)} vs model {tuple(model_sd[k].shape)}"
+                  for k in out if k in model_sd and out[k].shape != model_sd[k].shape]
+    bb = tuple(model.backbone_prefixes()) if hasattr(model, "backbone_prefixes") else ()
+    if kind != "downstream" and bb and all(k.startswith(bb) for k in out):
+        report.fresh = [k for k in missing if not k.startswith(bb)]  # backbone-only checkpoint: new heads
+        missing = [k for k in missing if k.startswith(bb)]
+    if not out:
+        raise CheckpointError(f"no tensor of the checkpoint fits {type(model).__name__}", source,
+                              missing=missing, unexpected=list(sd))
+    if strict and (missing or unexpected or mismatched):
+        raise CheckpointError(f"checkpoint ({kind}) does not fit {type(model).__name__}", source,
+                              missing, unexpected, mismatched)
+    if not strict:
+        for k in unexpected:
+            report.ignored[k] = "not in the model (strict=False)"
+        for k in mismatched:
+            report.ignored[k.split(":")[0]] = "shape differs from the model (strict=False)"
+        report.fresh += missing
+        out = {k: v for k, v in out.items() if k in model_sd and v.shape == model_sd[k].shape}
+    model.load_state_dict(out, strict=False)
+    report.loaded = list(out)
+    _logger.info("%s", report.summary())
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+def to_published_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """Pre-training model weights in the layout of the published checkpoints (original code's keys)."""
+    from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
+    if isinstance(model, DoubleResNetSimCLR):
+        return OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
+    if isinstance(model, DoubleSwinTransformer):
+        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        for name in ("backbone1", "backbone2"):
+            head = model.published_heads.get(name)
+            if head is not None and set(head) != {"weight", "bias"}:
+                head = None
+            part = to_original_state_dict(getattr(model, name), head=head, prefix=name + ".")
+            out.update((k, v.detach().clone()) for k, v in part.items())
+        return out
+    raise TypeError(f"the published layout exists for DoubleResNetSimCLR / DoubleSwinTransformer, "
+                    f"not {type(model).__name__}")
+
+
+def from_published_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> LoadReport:
+    """Inverse of ``to_published_state_dict``: load a published-layout state dict."""
+    return load_checkpoint(model, {"state_dict": state_dict})
+
+
+def backbone_checkpoint(model: nn.Module, epoch: int, optimizer: Optional[torch.optim.Optimizer] = None,
+                        **extra: Any) -> Dict[str, Any]:
+    """Pre-training checkpoint ``{"epoch", "arch", "state_dict", "optimizer"}`` in the published layout."""
+    return {"epoch": epoch, "arch": getattr(model, "arch", type(model).__name__),
+            "state_dict": to_published_state_dict(model),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None, **extra}
+
+
+def downstream_checkpoint(model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                          val_stats: Any = None, epochs: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
+    """Downstream checkpoint: the original's keys plus ``model_name`` / ``model_options``."""
+    return {"model_weights": model.state_dict(),
+            "optim_state": optimizer.state_dict() if optimizer is not None else None,
+            "val_stats": val_stats, "epochs": epochs,
+            "model_name": getattr(model, "model_name", type(model).__name__),
+            "model_options": dict(getattr(model, "model_options", {})), **extra}
+
+
+def save_checkpoint(obj: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
+    """``torch.save`` atomically (temporary file in the same folder, then rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    os.close(fd)
+    try:
+        torch.save(dict(obj), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+__all__ = [
+    "CheckpointError", "LoadReport", "read_checkpoint", "extract_state_dict", "convert_state_dict",
+    "load_checkpoint", "to_published_state_dict", "from_published_state_dict", "backbone_checkpoint",
+    "downstream_checkpoint", "save_checkpoint",
+]

@@ -1,0 +1,153 @@
+"""Model registry: ``create_model(name, ...)`` is the one way scripts build models."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, Optional
+
+import torch.nn as nn
+
+from .base import SensorModel
+from .checkpoint import CheckpointLike, load_checkpoint, read_checkpoint
+from .downstream import (
+    DoubleResNetSimCLRDownstream, DoubleSwinTransformerDownstream, DoubleSwinTransformerSegmentation,
+    DualBaseline, DualSwinBaseline, ResNetBaseline, SwinBaseline,
+)
+from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
+from .resnet import RESNET_DEPTHS
+from .swin import check_swin_img_size
+
+_logger = logging.getLogger(__name__)
+
+#: options every model accepts (those that do not apply to a model are accepted and ignored)
+COMMON_OPTIONS: Dict[str, Any] = {
+    "base_model": "resnet50",
+    "s1_input_channels": 2,
+    "s2_input_channels": 13,
+    "freeze_backbone": False,
+    "img_size": 224,
+}
+
+
+class _Entry:
+    def __init__(self, name: str, builder: Callable[..., SensorModel], uses: tuple, extra: Dict[str, Any],
+                 doc: str) -> None:
+        self.name, self.builder, self.uses, self.extra, self.doc = name, builder, uses, extra, doc
+
+
+_REGISTRY: Dict[str, _Entry] = {}
+
+
+def register_model(name: str, uses: tuple, extra: Optional[Dict[str, Any]] = None, doc: str = ""):
+    """Register ``builder(num_classes, **options)`` under a CLI name; ``uses``: options it reads."""
+    def deco(fn: Callable[..., SensorModel]) -> Callable[..., SensorModel]:
+        _REGISTRY[name] = _Entry(name, fn, uses, dict(extra or {}), doc or (fn.__doc__ or "").strip())
+        return fn
+    return deco
+
+
+def list_models() -> List[str]:
+    """Every name ``create_model`` accepts."""
+    return sorted(_REGISTRY)
+
+
+_CH = ("s1_input_channels", "s2_input_channels")
+_SWIN = _CH + ("img_size",)
+_RES = _CH + ("base_model",)
+_DPR = {"drop_path_rate": 0.2}
+
+
+@register_model("resnet18", _CH, doc="early fusion ResNet18 (15-band conv1)")
+def _resnet18(num_classes, **o):
+    return ResNetBaseline(num_classes, "resnet18", **o)
+
+
+@register_model("resnet50", _CH, doc="early fusion ResNet50 (15-band conv1)")
+def _resnet50(num_classes, **o):
+    return ResNetBaseline(num_classes, "resnet50", **o)
+
+
+@register_model("DualBaseline", _RES, doc="late fusion: two ResNets, concat, fc")
+def _dual_baseline(num_classes, **o):
+    return DualBaseline(num_classes, **o)
+
+
+@register_model("DoubleResNetSimCLRDownstream", _RES, doc="SSL ResNet backbones, concat, fc")
+def _double_resnet_downstream(num_classes, **o):
+    return DoubleResNetSimCLRDownstream(num_classes, **o)
+
+
+@register_model("SwinBaseline", _SWIN, _DPR, doc="one Swin-T on the concatenated bands, linear head")
+def _swin_baseline(num_classes, **o):
+    return SwinBaseline(num_classes, **o)
+
+
+@register_model("DualSwinBaseline", _SWIN, _DPR, doc="two Swin-T, concat, linear head")
+def _dual_swin_baseline(num_classes, **o):
+    return DualSwinBaseline(num_classes, **o)
+
+
+@register_model("DoubleSwinTransformerDownstream", _SWIN, _DPR, doc="SSL Swin-T backbones, concat, linear head")
+def _double_swin_downstream(num_classes, **o):
+    return DoubleSwinTransformerDownstream(num_classes, **o)
+
+
+@register_model("DoubleSwinTransformerSegmentation", _SWIN, _DPR, doc="SSL Swin-T backbones + SwinUNet decoders")
+def _double_swin_segmentation(num_classes, **o):
+    return DoubleSwinTransformerSegmentation(num_classes, **o)
+
+
+@register_model("DoubleResNetSimCLR", _RES, {"out_dim": 128}, doc="pre-training: two ResNets + projection MLPs")
+def _double_resnet_simclr(num_classes, **o):
+    return DoubleResNetSimCLR(**o)
+
+
+@register_model("DoubleSwinTransformer", _SWIN, _DPR, doc="pre-training: two Swin-T, pooled features")
+def _double_swin(num_classes, **o):
+    return DoubleSwinTransformer(**o)
+
+
+def create_model(name: str, num_classes: int = 8, checkpoint: Optional[CheckpointLike] = None,
+                 **options: Any) -> nn.Module:
+    """Build a model by CLI name, optionally load a checkpoint, optionally freeze the backbone.
+
+    Options: ``base_model`` ("resnet18" | "resnet50", ResNet models; the early-fusion names fix it),
+    ``s1_input_channels`` (2; 0 drops S1), ``s2_input_channels`` (13; 0 drops S2),
+    ``freeze_backbone`` (False), ``img_size`` (224, Swin models: a multiple of 224); extras:
+    ``drop_path_rate`` (Swin), ``out_dim`` (DoubleResNetSimCLR). Options a model does not use are
+    accepted and ignored. The load report is kept as ``model.load_report``.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    entry = _REGISTRY[name]
+    unknown = sorted(set(options) - set(COMMON_OPTIONS) - set(entry.extra))
+    if unknown:
+        raise TypeError(f"create_model({name!r}) got unknown option(s) {unknown}; accepted: "
+                        f"{sorted(set(COMMON_OPTIONS) | set(entry.extra))}")
+    opts = {**COMMON_OPTIONS, **entry.extra, **options}
+    if name in RESNET_DEPTHS:
+        opts["base_model"] = name
+    if "base_model" in entry.uses and opts["base_model"] not in RESNET_DEPTHS:
+        raise ValueError(f"unknown base_model {opts['base_model']!r}; valid: {sorted(RESNET_DEPTHS)}")
+    if "img_size" in entry.uses:
+        check_swin_img_size(opts["img_size"])
+    kwargs = {k: opts[k] for k in entry.uses + tuple(entry.extra)}
+    model = entry.builder(num_classes, **kwargs)
+    model.model_name = name
+    model.model_options = {"num_classes": num_classes, **opts}
+    model.load_report = None
+    if checkpoint is not None:
+        model.load_report = load_checkpoint(model, checkpoint)
+    if opts["freeze_backbone"]:
+        model.freeze_backbone(True)
+    return model
+
+
+def load_model(checkpoint: CheckpointLike, **overrides: Any) -> nn.Module:
+    """Rebuild and load a model from a downstream checkpoint written by this project."""
+    obj, source = read_checkpoint(checkpoint)
+    if "model_name" not in obj:
+        raise ValueError(f"{source} has no 'model_name' (not written by this project); build the model with "
+                         f"create_model(name, checkpoint=...) instead")
+    opts = {**dict(obj.get("model_options") or {}), **overrides}
+    num_classes = opts.pop("num_classes", 8)
+    return create_model(obj["model_name"], num_classes=num_classes, checkpoint=obj, **opts)

@@ -1,0 +1,61 @@
+"""torchvision ResNet18/50 with an N-band ``conv1`` (state-dict keys exactly torchvision's)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.resnet import ResNet as _TVResNet
+
+RESNET_DEPTHS = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+}
+
+
+def projection_head(dim: int, out_dim: int = 128) -> nn.Sequential:
+    """SimCLR projection MLP of the original: ``fc.0`` Linear(d, d), ReLU, ``fc.2`` Linear(d, out_dim)."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, out_dim))
+
+
+class ResNet(_TVResNet):
+    """torchvision ResNet with ``in_chans`` input bands and a configurable ``fc``.
+
+    ``num_classes=0`` -> ``fc`` is Identity (``forward`` returns pooled features);
+    ``proj_dim`` -> ``fc`` is the SimCLR projection MLP (d -> d -> proj_dim).
+    """
+
+    def __init__(self, base_model: str = "resnet50", in_chans: int = 13, num_classes: int = 0,
+                 proj_dim: Optional[int] = None) -> None:
+        if base_model not in RESNET_DEPTHS:
+            raise ValueError(f"unknown base_model {base_model!r}; valid: {sorted(RESNET_DEPTHS)}")
+        block, layers = RESNET_DEPTHS[base_model]
+        super().__init__(block, list(layers), num_classes=1000)
+        self.base_model = base_model
+        self.in_chans = in_chans
+        self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.num_features = 512 * block.expansion
+        if proj_dim is not None:
+            self.fc = projection_head(self.num_features, proj_dim)
+        elif num_classes > 0:
+            self.fc = nn.Linear(self.num_features, num_classes)
+        else:
+            self.fc = nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> feature map (B, num_features, H/32, W/32)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> pooled features (B, num_features), before ``fc``."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

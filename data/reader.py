@@ -44,6 +44,12 @@ def _as_window(window: Optional[WindowLike]) -> Optional[Window]:
     return Window(col_off, row_off, width, height)
 
 
+def _bounds(transform: Affine, width: float, height: float) -> BoundingBox:
+    """Bounding box of a ``width`` x ``height`` pixel grid with the given transform."""
+    xs, ys = zip(*(transform @ (col, row) for col in (0, width) for row in (0, height)))
+    return BoundingBox(min(xs), min(ys), max(xs), max(ys))
+
+
 class SEN12MSReader:
     """Random access to patches under a SEN12MS / DFC2020 ``root``.
 
@@ -127,8 +133,8 @@ class SEN12MSReader:
                         raise DatasetError(
                             f"{path}: window {win} outside the {src.height}x{src.width} raster"
                         )
-                    transform = src.window_transform(win)
-                    bounds = BoundingBox(*src.window_bounds(win))
+                    transform = src.transform @ Affine.translation(win.col_off, win.row_off)
+                    bounds = _bounds(transform, win.width, win.height)
                 else:
                     transform, bounds = src.transform, src.bounds
                 array = src.read(indexes if indexes is not None else None, window=win)

@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from affine import Affine
 
 from .bands import DFC2020_SEASONS, PATCH_SIZE, PIXEL_SIZE_M, SEN12MS_SEASONS, SENSORS, Season, Sensor
 from .labels import IGNORE_INDEX, dfc10_to_dfc8, single_label
@@ -261,7 +261,7 @@ def generate_sample_dataset(
         x0 = 300000 + (origin_slot % 64) * PATCH_SIZE * PIXEL_SIZE_M
         y0 = 5600000 - (origin_slot // 64) * PATCH_SIZE * PIXEL_SIZE_M
         origin_slot += 1
-        transform = from_origin(x0, y0, PIXEL_SIZE_M, PIXEL_SIZE_M)
+        transform = Affine(PIXEL_SIZE_M, 0.0, x0, 0.0, -PIXEL_SIZE_M, y0)
         latent = _latent_map(rng, dominant)
         nan_pixels = int(rng.integers(1, 12)) if rng.random() < 0.25 else 0
         arrays = {Sensor.s1: _s1(rng, latent, nan_pixels), Sensor.s2: _s2(rng, latent), Sensor.lc: _lc(rng, latent)}

@@ -120,6 +120,8 @@ class DFCDataset(Dataset):
     high-resolution map. Plus ``s1_nan_pixels`` (int: NaN values in the S1 crop, summed
     over both bands, replaced by -25 dB before normalisation) and ``index`` (int).
     Labels: most frequent value incl. 255; multi-label: classes with >= 10 % of all pixels.
+    S1 NaN never reaches a model: the original skipped such batches in its training loop;
+    here they are repaired and counted, so a loop may still skip ``s1_nan_pixels > 0``.
 
     Modes: ``sen12ms`` = the four SEN12MS seasons (no ``dfc``); ``validation`` / ``test`` =
     the DFC2020 splits; ``dfc`` = all of DFC2020 (validation + test lists concatenated; the

@@ -91,6 +91,7 @@ def test_season_parsing():
 
 # ---------------------------------------------------------------- labels
 def test_label_tables():
+    assert IGNORE_INDEX == 255
     assert IGBP_TO_DFC.tolist() == [0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 6, 8, 9, 10]
     assert dfc10_to_dfc8(np.arange(11)).tolist() == [255, 0, 1, 255, 2, 3, 4, 5, 255, 6, 7]
     assert IGBP_TO_DFC8.tolist() == [255, 0, 0, 0, 0, 0, 1, 1, 255, 255, 2, 3, 4, 5, 4, 255, 6, 7]

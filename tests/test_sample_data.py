@@ -264,3 +264,19 @@ def test_plots(sample_root, tmp_path):
     fig3 = plot_batch(next(iter(DataLoader(ds, batch_size=3))))
     assert len(fig3.axes) == 15
     plt.close("all")
+
+
+def test_random_crops_differ_between_dataloader_workers(sample_root, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch.utils.data as tud
+
+    ds = DFCDataset(sample_root, mode="sen12ms", image_px_size=32, seed=0)
+
+    def offsets(worker_id, worker_seed):
+        monkeypatch.setattr(tud, "get_worker_info", lambda: SimpleNamespace(id=worker_id, seed=worker_seed))
+        return [(w.row_off, w.col_off) for w in (ds.window(0) for _ in range(5))]
+
+    first, second = offsets(0, 100), offsets(1, 101)
+    assert first != second  # forked copies of one Generator would repeat each other
+    assert offsets(0, 100) == first  # a worker's stream depends only on seed and worker seed

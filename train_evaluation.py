@@ -109,7 +109,8 @@ def build_datasets(args):
                            clip_sample_values=args.clip_sample_values,
                            used_data_fraction=args.train_used_data_fraction,
                            image_px_size=args.image_px_size, cover_all_parts=False,
-                           balanced_classes=args.balanced_classes_train, seed=args.seed)
+                           random_crop=True, balanced_classes=args.balanced_classes_train,
+                           seed=args.seed)
     val_set = DFCDataset(args.val_dir or args.train_dir, mode=args.val_mode,
                          clip_sample_values=args.clip_sample_values,
                          used_data_fraction=args.val_used_data_fraction,

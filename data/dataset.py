@@ -141,7 +141,8 @@ class DFCDataset(Dataset):
                                          the last row/column shifted in to the edge
     False               True             random offset from a numpy Generator seeded by
                                          ``seed`` (re-seeded per DataLoader worker from
-                                         ``seed`` and the worker's torch seed)
+                                         ``seed`` and the worker's torch seed); after
+                                         ``set_epoch(e)`` from ``(seed, e, index)`` alone
     False               False            deterministic centre crop
     ==================  ===============  ==============================================
 
@@ -210,6 +211,7 @@ class DFCDataset(Dataset):
             self._offsets = [(centre, centre)]
         self._rng = np.random.default_rng(seed)
         self._rng_key: Optional[Tuple[int, int]] = None
+        self._epoch: Optional[int] = None
 
     # ------------------------------------------------------------------ indexing
     def __len__(self) -> int:
@@ -251,6 +253,15 @@ class DFCDataset(Dataset):
             self._rng_key = key
         return self._rng
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make random crops a function of ``(seed, epoch, index)`` alone.
+
+        The training engine calls this every epoch, so the crops do not depend on worker
+        processes or on how many samples were drawn before: a run resumed after a kill sees
+        exactly the crops the uninterrupted run would have seen.
+        """
+        self._epoch = int(epoch)
+
     def window(self, index: int) -> Optional[Window]:
         """The rasterio window of item ``index`` (draws a new offset for random crops)."""
         index = self._check_index(index)
@@ -259,7 +270,9 @@ class DFCDataset(Dataset):
             return None
         offset = self._offsets[index % len(self._offsets)]
         if offset is None:
-            row, col = (int(v) for v in self._crop_rng().integers(0, PATCH_SIZE - size + 1, size=2))
+            rng = (self._crop_rng() if self._epoch is None
+                   else np.random.default_rng([self.seed, self._epoch, index]))
+            row, col = (int(v) for v in rng.integers(0, PATCH_SIZE - size + 1, size=2))
         else:
             row, col = offset
         return Window(col, row, size, size)

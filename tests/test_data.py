@@ -264,3 +264,18 @@ def test_tile_offsets():
     assert tile_offsets(224) == [0, 32]
     assert tile_offsets(100) == [0, 100, 156]
     assert tile_offsets(256) == [0]
+
+
+def test_set_epoch_makes_random_crops_a_function_of_epoch_and_index(sample_root):
+    """What exact resume relies on: crops independent of draw order and workers."""
+    from data import DFCDataset
+
+    a = DFCDataset(sample_root, mode="sen12ms", image_px_size=64, seed=3)
+    b = DFCDataset(sample_root, mode="sen12ms", image_px_size=64, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    for i in range(4):
+        a.window(i)  # draws that must not shift b's crops
+    assert [a.window(i) for i in (5, 6)] == [b.window(i) for i in (5, 6)]
+    b.set_epoch(3)
+    assert [a.window(i) for i in range(8)] != [b.window(i) for i in range(8)]

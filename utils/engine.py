@@ -130,9 +130,12 @@ def build_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: 
     """
     sampler = DistributedSampler(dataset, num_replicas=du.get_world_size(), rank=du.get_rank(),
                                  shuffle=shuffle, seed=seed, drop_last=False)
+    # Workers hold a copy of the dataset: a dataset with per-epoch state (random crops keyed
+    # by set_epoch) needs fresh workers each epoch to see it; others keep theirs.
+    persistent = num_workers > 0 and not hasattr(dataset, "set_epoch")
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=drop_last, pin_memory=pin_memory, worker_init_fn=_seed_worker,
-                      persistent_workers=num_workers > 0,
+                      persistent_workers=persistent,
                       prefetch_factor=4 if num_workers > 0 else None)
 
 

@@ -64,7 +64,7 @@ def build_data(args) -> tuple:
                            clip_sample_values=args.clip_sample_values,
                            used_data_fraction=args.train_used_data_fraction,
                            image_px_size=args.image_px_size, cover_all_parts=False,
-                           seed=args.seed)
+                           random_crop=True, seed=args.seed)
     val_set = None
     if args.val_dir:
         val_set = DFCDataset(args.val_dir, mode=args.val_mode,

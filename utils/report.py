@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 
-CLASS_NAMES = ["Forest", "Shrubland", "Grassland", "Wetlands", "Croplands", "Urban/Built-up",
-               "Barren", "Water"]
+from data.labels import DFC_CLASSES as CLASS_NAMES
 
 # headline metrics per task, in the order the paper's tables use
 HEADLINE = {
@@ -66,7 +65,7 @@ def plot_confusion_matrix(cm, class_names=CLASS_NAMES, title: str = "Confusion m
     return fig
 
 
-def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES, colors=None):
+def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES):
     """Rows of (S2 RGB, true map, predicted map) for a few test patches.
 
     ``examples``: dicts with ``s2`` (13,H,W) normalised, ``true`` (H,W) and ``pred`` (H,W).
@@ -74,26 +73,22 @@ def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES, co
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    if colors is None:
-        from data.labels import DFC_COLORS as colors
-    palette = np.zeros((256, 3))
-    palette[: len(colors)] = np.asarray(colors, dtype=float) / (255.0 if np.max(colors) > 1 else 1)
-    cmap = ListedColormap(palette)
+    from data.labels import DFC_COLORS, NO_DATA_COLOR, colorize
+
     fig, axes = plt.subplots(len(examples), 3, figsize=(9, 3 * len(examples)), squeeze=False)
     for row, ex in zip(axes, examples):
         rgb = np.asarray(ex["s2"])[[3, 2, 1]].transpose(1, 2, 0)
         rgb = np.clip(rgb / max(np.percentile(rgb, 98), 1e-6), 0, 1)
         row[0].imshow(rgb)
         for ax, key in zip(row[1:], ("true", "pred")):
-            ax.imshow(np.asarray(ex[key]), cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+            ax.imshow(colorize(np.asarray(ex[key])), interpolation="nearest")
         for ax, t in zip(row, ("S2 RGB", "true", "predicted")):
             ax.set_title(t)
             ax.axis("off")
-    handles = [Patch(color=palette[i], label=n) for i, n in enumerate(class_names)]
-    handles.append(Patch(color="black", label="no data (255)"))
+    handles = [Patch(color=c, label=n) for c, n in zip(DFC_COLORS, class_names)]
+    handles.append(Patch(color=NO_DATA_COLOR, label="no data (255)"))
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig

@@ -119,50 +119,52 @@ def _parse_options(items):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint file on the CPU (tensors and plain Python values only)."""
-    import torch
-    if not Path(path).is_file():
-        raise SystemExit(f"error: checkpoint {path} does not exist")
+    """Read a checkpoint dict on the CPU (``models.read_checkpoint``: tensors-only first)."""
+    from models import read_checkpoint
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # e.g. numpy objects in val_stats of an original checkpoint
-        # Only fall back to full unpickling for files the user names explicitly (trusted).
-        print(f"note: {path} is not a plain tensor checkpoint ({type(exc).__name__}); loading it with "
-              "weights_only=False (only do this with checkpoints you trust)", file=sys.stderr)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        obj, _ = read_checkpoint(path)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}")
+    except Exception as exc:
+        raise SystemExit(f"error: cannot read checkpoint {path}: {exc}")
+    return obj
 
 
 def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=None):
-    """Build the model recorded in (or named for) a downstream checkpoint and load its weights."""
-    import torch
+    """Build the model recorded in (or named for) a downstream checkpoint and load its weights.
+
+    ``models.create_model(name, num_classes, checkpoint=ckpt, **options)`` does the loading, so
+    checkpoints of the original implementation (``--model`` needed) load as in training.
+    Returns ``(model, name, options)``.
+    """
     from models import create_model
 
     if not isinstance(ckpt, dict):
         raise SystemExit(f"error: {path}: not a checkpoint dictionary")
-    name = model_name or ckpt.get("model_name")
+    if "model_weights" not in ckpt:
+        raise SystemExit(f"error: {path} has no 'model_weights': predict.py needs a fine-tuned downstream "
+                         "checkpoint (a pre-training backbone such as swin_t.pth has no classifier/decoder)")
+    recorded_name = ckpt.get("model_name")
+    name = model_name or recorded_name
     if not name:
         raise SystemExit(f"error: {path} does not record the model; pass --model NAME "
                          "(e.g. DoubleSwinTransformerSegmentation)")
-    options = dict(ckpt.get("model_options") or {}) if (model_name is None or
-                                                        model_name == ckpt.get("model_name")) else {}
-    if model_name is not None and ckpt.get("model_name") not in (None, model_name):
-        print(f"warning: --model {model_name} differs from the checkpoint's model_name "
-              f"{ckpt.get('model_name')}; its model_options are not used", file=sys.stderr)
+    options = {}
+    if model_name is None or model_name == recorded_name:
+        options = dict(ckpt.get("model_options") or {})
+    elif recorded_name is not None:
+        print(f"warning: --model {model_name} differs from the checkpoint's model_name {recorded_name}; "
+              "its model_options are not used", file=sys.stderr)
     options.update(extra_options or {})
-    recorded = options.pop("num_classes", ckpt.get("num_classes"))
-    num_classes = int(num_classes if num_classes is not None else (recorded if recorded is not None else 8))
-    weights = ckpt.get("model_weights", ckpt.get("state_dict"))
-    if weights is None:
-        raise SystemExit(f"error: {path} has no 'model_weights' (is it a pre-training backbone? predict.py needs "
-                         "a fine-tuned downstream checkpoint)")
-    model = create_model(name, num_classes=num_classes, **options)
-    weights = {k[7:] if k.startswith("module.") else k: v for k, v in weights.items()}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.endswith(("relative_position_index", "attn_mask"))]
-    if missing or unexpected:
-        raise SystemExit(f"error: {path} does not fit model {name} {options}: missing keys {missing[:5]}"
-                         f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                         f"{'...' if len(unexpected) > 5 else ''}")
+    recorded_classes = options.pop("num_classes", None)
+    num_classes = int(num_classes if num_classes is not None else
+                      (recorded_classes if recorded_classes is not None else 8))
+    options["freeze_backbone"] = False  # irrelevant for inference
+    try:
+        model = create_model(name, num_classes=num_classes, checkpoint=ckpt, **options)
+    except Exception as exc:  # unknown name/option, or weights that do not fit (CheckpointError)
+        raise SystemExit(f"error: cannot build {name} (num_classes={num_classes}, options {options}) "
+                         f"from {path}: {exc}")
     return model, name, options
 
 

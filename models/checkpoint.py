@@ -223,6 +223,25 @@ def convert_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], source:
     return out, report
 
 
+def _family(keys) -> str:
+    keys = list(keys)
+    if any(".patch_embed." in "." + k for k in keys):
+        return "swin_t"
+    if any(k.endswith("layer1.0.conv3.weight") for k in keys):
+        return "resnet50"
+    if any(k.endswith("layer1.0.conv1.weight") for k in keys):
+        return "resnet18"
+    return "unknown"
+
+
+def _family_hint(sd: Mapping[str, torch.Tensor], model: nn.Module) -> str:
+    """A hint like " (the checkpoint holds resnet18 backbones, the model expects swin_t)", or ""."""
+    ours, theirs = _family(model.state_dict()), _family(sd)
+    if "unknown" in (ours, theirs) or ours == theirs:
+        return ""
+    return f" (the checkpoint holds {theirs} backbones, the model expects {ours})"
+
+
 # ---------------------------------------------------------------------------------------------
 # loading
 
@@ -250,8 +269,8 @@ def load_checkpoint(model: nn.Module, checkpoint: CheckpointLike, strict: bool =
         raise CheckpointError(f"no tensor of the checkpoint fits {type(model).__name__}", source,
                               missing=missing, unexpected=list(sd))
     if strict and (missing or unexpected or mismatched):
-        raise CheckpointError(f"checkpoint ({kind}) does not fit {type(model).__name__}", source,
-                              missing, unexpected, mismatched)
+        raise CheckpointError(f"checkpoint ({kind}) does not fit {type(model).__name__}"
+                              f"{_family_hint(sd, model)}", source, missing, unexpected, mismatched)
     if not strict:
         for k in unexpected:
             report.ignored[k] = "not in the model (strict=False)"

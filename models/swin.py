@@ -177,35 +177,9 @@ def to_original_state_dict(
     return out
 
 
-def reference_relative_position_index(window_size: int) -> torch.Tensor:
-    """The original Swin's relative position index (independent of timm's code)."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
-    flat = torch.flatten(coords, 1)
-    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0).contiguous()
-    rel[:, :, 0] += window_size - 1
-    rel[:, :, 1] += window_size - 1
-    rel[:, :, 0] *= 2 * window_size - 1
-    return rel.sum(-1)
-
-
-def reference_attn_mask(resolution: int, window_size: int, shift_size: int) -> torch.Tensor:
-    """The original Swin's shifted-window attention mask for a (resolution x resolution) grid."""
-    img_mask = torch.zeros((1, resolution, resolution, 1))
-    cnt = 0
-    sl = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
-    for h in sl:
-        for w in sl:
-            img_mask[:, h, w, :] = cnt
-            cnt += 1
-    n = resolution // window_size
-    win = img_mask.view(1, n, window_size, n, window_size, 1).permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size ** 2)
-    mask = win.unsqueeze(1) - win.unsqueeze(2)
-    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
-
-
 __all__ = [
     "SwinEncoder", "SWIN_T", "check_swin_img_size", "valid_swin_img_size", "enable_fused_attn",
     "is_original_layout", "original_to_timm_key", "timm_to_original_key", "is_computed_buffer",
-    "original_buffers", "to_original_state_dict", "reference_relative_position_index", "reference_attn_mask",
+    "original_buffers", "to_original_state_dict",
     "COMPUTED_BUFFERS",
 ]

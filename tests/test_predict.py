@@ -92,10 +92,13 @@ class CentreClassifier(torch.nn.Module):
 
 
 def write_tif(path, array, transform, crs=UTM, nodata=None):
+    """GeoTIFF, or lossless JPEG2000 (as in Sentinel-2 SAFE products) for a ``.jp2`` path."""
     array = np.asarray(array)
-    with rasterio.open(path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1],
+    jp2 = str(path).endswith(".jp2")
+    options = dict(driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES") if jp2 else dict(driver="GTiff")
+    with rasterio.open(path, "w", width=array.shape[2], height=array.shape[1],
                        count=array.shape[0], dtype=array.dtype, crs=crs, transform=transform,
-                       nodata=nodata) as ds:
+                       nodata=nodata, **options) as ds:
         ds.write(array)
     return str(path)
 
@@ -258,6 +261,9 @@ def test_classification_model_paints_stride_cells(s2_scene, tmp_path):
 # ----------------------------------------------------------------------------- S2 band folder
 
 
+with rasterio.Env() as _env:
+    HAS_JP2 = "JP2OpenJPEG" in _env.drivers()
+
 RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
        "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20}
 
@@ -275,7 +281,7 @@ def write_band_folder(folder, h=480, w=600, seed=1, skip=()):
         coarse = np.kron(blocks, np.ones((4, 4), np.uint16))[:ch, :cw]
         stack[i] = np.kron(coarse, np.ones((f, f), np.uint16))
         if band not in skip:
-            ext = "jp2" if band == "B8A" else "tif"  # JP2 when the driver is there
+            ext = "jp2" if band in ("B8A", "B03") and HAS_JP2 else "tif"   # a mix, like user folders
             write_tif(folder / f"T32TMT_20200601T103031_{band}.{ext}", coarse[None],
                       from_origin(*ORIGIN, RES[band], RES[band]))
     return stack

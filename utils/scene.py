@@ -20,8 +20,9 @@ notebook):
   the per-class area table.
 
 Sources are read window by window (nothing reads a whole scene), so any object with a
-``grid`` (:class:`Grid`) and ``read(row_off, col_off, height, width) -> float32 (C, h, w)``
-can be used as a source; :class:`ArraySource` wraps an in-memory array.
+``grid`` (:class:`Grid`) and ``read(row_off, col_off, height, width) -> (C, h, w) array``
+can be used as a source (the array in file units and dtype, e.g. uint16 for S2; a fresh
+array the caller may modify); :class:`ArraySource` wraps an in-memory array.
 
 Sliding windows and blending
 ----------------------------
@@ -55,22 +56,25 @@ training crops.
 Memory
 ------
 The scene is processed one *row of windows* at a time. For the current row the raw input
-strip (``window`` rows x full width, 13 + 2 bands, float32) is read, windows are cut from it
-and sent through the model ``batch_size`` at a time, and their weighted outputs are added
-into a strip accumulator of ``window`` rows x full width (``C`` float32 class planes plus a
-weight plane and a validity mask). Rows above the start of the next window row can no
-longer receive contributions; they are finalised (normalised, arg-maxed, masked), handed to
-the writers, and the accumulator shifts up. Writers buffer finished rows until a whole row
-of GeoTIFF tiles (256 rows) is complete and then write it. Peak memory is therefore about::
+strip (``window`` rows x full width, 13 S2 bands in their file dtype + 2 S1 bands) is read
+once, windows are cut from it and sent through the model ``batch_size`` at a time, and their
+weighted outputs are added into a strip accumulator of ``window`` rows x full width (``C``
+float32 class planes, a weight plane, a validity mask). Rows above the start of the next
+window row can receive no more contributions; they are finalised (arg-max, mask; normalised
+only for a probability output), handed to the writers, and the accumulator shifts up by the
+stride. Writers buffer finished rows until a whole row of 256 px GeoTIFF tiles is complete
+and write it. Peak memory therefore scales with the scene *width*, never its height::
 
-    4 B x W x (window x (15 + 2 C + 1) + 480 x C)    + one model batch
+    window x W x (2 x 13 + 4 x 2 + 4 x (C + 1))  bytes   input strip (uint16 S2) + accumulator
+  + stride x W x 4 x C                              bytes   accumulator shift
+  + batch_size x window² x 4 x (15 + 2 C)           bytes   one model batch (+ the model itself)
+  [ + (256 + window) x W x 4 x C + stride x W x 4 x C  with a probability output ]
 
-(input strip, accumulator + weights, the strip being finalised, and -- only with a
-probability output -- up to 480 buffered rows of probabilities), independent of the scene
-height. For a 10,980 px wide Sentinel-2 tile, C = 8 and window = 224: about 0.35 GB
-(+0.17 GB with ``--probabilities``), versus 3.9 GB for the float32 class stack of the whole
-scene. The preview is drawn from a decimated read of the
-written map, so it is bounded as well.
+For a 10,980 px wide Sentinel-2 tile (C = 8, window 224, batch 16) the numpy buffers peak
+at about 0.26 GB (measured with tracemalloc), 0.53 GB with ``--probabilities`` -- versus
+3.9 GB for the float32 class stack of the whole scene. GDAL adds its block cache
+(``GDAL_CACHEMAX``). The preview is drawn from a decimated read of the written map, so it is
+bounded as well.
 """
 
 from __future__ import annotations
@@ -177,7 +181,7 @@ class ArraySource:
             raise ValueError(f"{name}: array shape {array.shape[1:]} does not match the grid")
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        return self.array[:, row_off:row_off + height, col_off:col_off + width].astype(np.float32)
+        return self.array[:, row_off:row_off + height, col_off:col_off + width].copy()
 
     def close(self):
         pass
@@ -214,7 +218,7 @@ class RasterSource:
         self.grid = grid if grid is not None else _grid_of(self._src)
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        return self._ds.read(window=Window(col_off, row_off, width, height), out_dtype="float32")
+        return self._ds.read(window=Window(col_off, row_off, width, height))
 
     def close(self):
         if self._ds is not self._src:
@@ -308,9 +312,9 @@ class S2BandFolderSource:
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         win = Window(col_off, row_off, width, height)
-        out = np.empty((len(self._readers), height, width), np.float32)
+        out = np.empty((len(self._readers), height, width), np.result_type(*[ds.dtypes[0] for ds in self._readers]))
         for i, ds in enumerate(self._readers):
-            out[i] = ds.read(1, window=win, out_dtype="float32")
+            out[i] = ds.read(1, window=win)
         return out
 
     def close(self):
@@ -478,10 +482,13 @@ def pixel_area_m2(transform, crs, row_off: int = 0, rows: int = 1) -> np.ndarray
 
 
 class _TiledWriter:
-    """Buffers finished rows and writes them to a tiled GeoTIFF a row of tiles at a time."""
+    """Buffers finished rows and writes them to a tiled GeoTIFF a row of tiles at a time.
 
-    def __init__(self, path, grid: Grid, count: int, dtype, nodata, predictor: int, tags=None,
-                 descriptions=None, colormap=None):
+    The buffer holds at most ``TILE + max_rows`` rows (``max_rows``: the largest block ever added).
+    """
+
+    def __init__(self, path, grid: Grid, count: int, dtype, nodata, predictor: int, max_rows: int,
+                 tags=None, descriptions=None, colormap=None):
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
                        crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True,
                        blockxsize=TILE, blockysize=TILE, compress="deflate", predictor=predictor,
@@ -496,26 +503,29 @@ class _TiledWriter:
         for i, d in enumerate(descriptions or []):
             self.ds.set_band_description(i + 1, d)
         self.width, self.height = grid.width, grid.height
-        self._rows: List[np.ndarray] = []
-        self._top = 0
-        self._n = 0
+        self.buf = np.empty((count, min(TILE + max_rows, grid.height), grid.width), dtype)
+        self._top = 0   # scene row of buffer row 0
+        self._n = 0     # rows in the buffer
 
     def add(self, block: np.ndarray):  # (count, rows, W)
-        self._rows.append(block)
-        self._n += block.shape[1]
+        k = block.shape[1]
+        if self._n + k > self.buf.shape[1]:
+            raise RuntimeError("row block larger than declared")  # pragma: no cover
+        self.buf[:, self._n:self._n + k] = block
+        self._n += k
         if self._n >= TILE or self._top + self._n >= self.height:
             self._flush()
 
     def _flush(self):
-        if not self._rows:
+        if self._n == 0:
             return
-        data = np.concatenate(self._rows, axis=1) if len(self._rows) > 1 else self._rows[0]
-        n = (data.shape[1] // TILE) * TILE if self._top + data.shape[1] < self.height else data.shape[1]
-        self.ds.write(data[:, :n], window=Window(0, self._top, self.width, n))
+        n = self._n if self._top + self._n >= self.height else (self._n // TILE) * TILE
+        self.ds.write(self.buf[:, :n], window=Window(0, self._top, self.width, n))
+        rest = self._n - n
+        if rest:
+            self.buf[:, :rest] = self.buf[:, n:self._n]
         self._top += n
-        rest = data[:, n:]
-        self._rows = [rest] if rest.shape[1] else []
-        self._n = rest.shape[1]
+        self._n = rest
 
     def close(self):
         self._flush()
@@ -636,11 +646,11 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
             rgb = class_colors_rgb(C, colors)
             cmap = {i: (*rgb[i], 255) for i in range(C)}
             cmap.update({i: (0, 0, 0, 0) for i in range(C, 256)})
-            label_writer = _TiledWriter(out_path, grid, 1, "uint8", OUTPUT_NODATA, 2, tags=t,
+            label_writer = _TiledWriter(out_path, grid, 1, "uint8", OUTPUT_NODATA, 2, wh, tags=t,
                                         descriptions=["land cover class"], colormap=cmap)
             writers.append(label_writer)
         if probabilities_path is not None:
-            prob_writer = _TiledWriter(probabilities_path, grid, C, "float32", float("nan"), 3,
+            prob_writer = _TiledWriter(probabilities_path, grid, C, "float32", float("nan"), 3, wh,
                                        tags={k: v for k, v in t.items() if k != "NODATA_VALUE"},
                                        descriptions=[f"P({n})" for n in names])
             writers.append(prob_writer)
@@ -651,10 +661,7 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         n = upto - top
         if n <= 0:
             return
-        probs = acc[:, :n] / wsum[None, :n]
-        if blend == "logits":
-            probs = torch.softmax(torch.from_numpy(probs), dim=0).numpy()
-        lab = probs.argmax(axis=0).astype(np.uint8)
+        lab = acc[:, :n].argmax(axis=0).astype(np.uint8)   # weights > 0: argmax of the weighted mean
         v = valid[:n]
         lab[~v] = OUTPUT_NODATA
         pa = pixel_area_m2(grid.transform, grid.crs, top, n)
@@ -668,7 +675,9 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         if keep_in_memory:
             mem_labels.append(lab)
         if prob_writer is not None or return_probabilities:
-            probs = probs.astype(np.float32, copy=False)
+            probs = acc[:, :n] / wsum[None, :n]
+            if blend == "logits":
+                probs = torch.softmax(torch.from_numpy(probs), dim=0).numpy()
             probs[:, ~v] = np.nan
             if prob_writer is not None:
                 prob_writer.add(probs)
@@ -697,14 +706,23 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                 if s2_strip.shape[0] != 13:
                     raise ValueError(f"Sentinel-2 source {getattr(s2, 'name', s2)}: expected 13 bands, "
                                      f"got {s2_strip.shape[0]}")
-                strip_valid = np.isfinite(s2_strip).all(0) & (s2_strip != 0).any(0)
-                s2_strip = np.nan_to_num(s2_strip, nan=0.0, posinf=0.0, neginf=0.0)
+                strip_valid = np.zeros((wh, W), bool)
+                for band in s2_strip:                       # band by band: no (13, h, W) temporaries
+                    strip_valid |= band != 0
+                if s2_strip.dtype.kind == "f":
+                    for band in s2_strip:
+                        bad = ~np.isfinite(band)
+                        if bad.any():
+                            strip_valid &= ~bad
+                            band[bad] = 0.0
                 if s1 is not None:
                     s1_strip = s1.read(r0, 0, wh, W)
                     if s1_strip.shape[0] != 2:
                         raise ValueError(f"Sentinel-1 source {getattr(s1, 'name', s1)}: expected 2 bands, "
                                          f"got {s1_strip.shape[0]}")
-                    strip_valid &= np.isfinite(s1_strip).all(0)
+                    if s1_strip.dtype.kind == "f":
+                        for band in s1_strip:
+                            strip_valid &= np.isfinite(band)
                 else:
                     s1_strip = None
 

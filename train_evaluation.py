@@ -131,7 +131,7 @@ def main(args, hooks=None) -> dict:
                                      num_workers=args.workers, seed=args.seed)
 
     from models import create_model
-    from models.checkpoint import downstream_checkpoint, load_downstream_checkpoint
+    from models.checkpoint import downstream_checkpoint, load_checkpoint
 
     options = dict(base_model=args.base_model, s1_input_channels=args.s1_input_channels,
                    s2_input_channels=args.s2_input_channels, freeze_backbone=not args.finetuning)
@@ -153,7 +153,8 @@ def main(args, hooks=None) -> dict:
     start_epoch, global_step = 0, 0
     resume = engine.resolve_resume(args.resume, args.output_dir, LAST_CHECKPOINT)
     if resume is not None:
-        ckpt = load_downstream_checkpoint(model, resume)
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        load_checkpoint(model, ckpt)
         optimizer.load_state_dict(ckpt["optim_state"])
         scheduler.load_state_dict(ckpt["scheduler"])
         engine.set_rng_state(ckpt["rng"])
@@ -165,8 +166,8 @@ def main(args, hooks=None) -> dict:
     train_model = engine.wrap_ddp(train_model, device)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
-        ckpt = downstream_checkpoint(model, args.model, options | {"num_classes": args.n_classes},
-                                     optimizer=optimizer, val_stats=val_stats, epochs=epochs_done)
+        ckpt = downstream_checkpoint(model, optimizer=optimizer, val_stats=val_stats,
+                                     epochs=epochs_done)
         ckpt.update(scheduler=scheduler.state_dict(), rng=engine.rng_state(), config=config)
         return ckpt
 

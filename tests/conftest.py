@@ -7,7 +7,7 @@ import pytest
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Enough patches for every target class to dominate one validation and one test patch.
-SAMPLE_PATCHES = {"sen12ms": 2, "validation": 8, "test": 8}
+SAMPLE_PATCHES = {"sen12ms": 4, "validation": 8, "test": 8}
 
 
 @pytest.fixture(scope="session")

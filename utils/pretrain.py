@@ -92,7 +92,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     files (``state_dict`` in the published key layout, so the original code reads them) plus
     ``scheduler``, ``scaler``, ``rng``, ``global_step`` and ``config`` for an exact resume.
     """
-    from models.checkpoint import load_published_state_dict, to_published_state_dict
+    from models.checkpoint import from_published_state_dict, to_published_state_dict
 
     output_dir = Path(args.output_dir)
     engine.save_run_config(output_dir, config if config is not None else vars(args))
@@ -102,7 +102,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     resume = engine.resolve_resume(args.resume, output_dir, LAST_CHECKPOINT)
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=False)
-        load_published_state_dict(model, ckpt["state_dict"], source=str(resume))
+        from_published_state_dict(model, ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if step_scheduler is not None and ckpt.get("scheduler"):
             step_scheduler.load_state_dict(ckpt["scheduler"])

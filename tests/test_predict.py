@@ -482,3 +482,20 @@ def test_cli_subprocess_classification_checkpoint_matches_direct_forward(tmp_pat
         logits = model({"s1": torch.from_numpy(preprocess_s1(s1))[None],
                         "s2": torch.from_numpy(preprocess_s2(s2))[None]})
     assert (m[7:, 9:] == int(logits.argmax(1))).all()
+
+
+def test_pixel_area_projected_and_geographic():
+    assert scene.pixel_area_m2(from_origin(*ORIGIN, 10, 10), UTM, 0, 3).tolist() == [100.0] * 3
+    # 0.001° cells at the equator: ~111.2 m x 111.2 m; at 60° N half as wide
+    eq = scene.pixel_area_m2(from_origin(10.0, 0.0005, 0.001, 0.001), CRS.from_epsg(4326), 0, 1)[0]
+    n60 = scene.pixel_area_m2(from_origin(10.0, 60.0005, 0.001, 0.001), CRS.from_epsg(4326), 0, 1)[0]
+    assert abs(eq - 111.2 ** 2) / eq < 0.01 and abs(n60 / eq - 0.5) < 0.01
+
+
+def test_device_choice():
+    import predict
+    assert predict.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert predict.resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="CUDA is not available"):
+            predict.resolve_device("cuda")

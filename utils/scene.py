@@ -465,7 +465,7 @@ def pixel_area_m2(transform, crs, row_off: int = 0, rows: int = 1) -> np.ndarray
     det = abs(transform.a * transform.e - transform.b * transform.d)
     if crs is not None and crs.is_geographic:
         r = 6371007.2
-        ys = np.asarray([(transform * (0, row_off + k))[1] for k in range(rows + 1)], dtype=np.float64)
+        ys = transform.f + transform.e * (row_off + np.arange(rows + 1, dtype=np.float64))  # north-up rows
         lat = np.radians(np.clip(ys, -90, 90))
         dlon = math.radians(abs(transform.a))
         return (r * r * dlon * np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))).astype(np.float64)

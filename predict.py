@@ -37,7 +37,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

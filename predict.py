@@ -188,7 +188,8 @@ def main(argv=None) -> int:
     uses_s2 = int(options.get("s2_input_channels", 13)) > 0
     if uses_s1 and args.s1 is None:
         raise SystemExit(f"error: model {name} uses Sentinel-1 (s1_input_channels="
-                         f"{options.get('s1_input_channels', 2)}); pass --s1 S1.tif")
+                         f"{options.get('s1_input_channels', 2)}); pass --s1 S1.tif (for a checkpoint of an "
+                         "S2-only model that does not record its options: --model_option s1_input_channels=0)")
 
     try:
         s2 = scene.open_s2(args.s2, resampling=args.resampling)

@@ -5,7 +5,8 @@ Scripts build every model with ``create_model(name, num_classes=8, checkpoint=No
 from .base import InputShapeError, SensorModel
 from .checkpoint import (
     CheckpointError, LoadReport, backbone_checkpoint, downstream_checkpoint, from_published_state_dict,
-    load_checkpoint, read_checkpoint, save_checkpoint, to_published_state_dict,
+    load_checkpoint, load_downstream_checkpoint, load_published_state_dict, read_checkpoint, save_checkpoint,
+    to_published_state_dict,
 )
 from .downstream import (
     DoubleResNetSimCLRDownstream, DoubleSwinTransformerDownstream, DoubleSwinTransformerSegmentation,
@@ -21,6 +22,7 @@ __all__ = [
     "create_model", "list_models", "load_model", "register_model", "COMMON_OPTIONS",
     "CheckpointError", "InputShapeError", "LoadReport", "load_checkpoint", "read_checkpoint", "save_checkpoint",
     "backbone_checkpoint", "downstream_checkpoint", "to_published_state_dict", "from_published_state_dict",
+    "load_published_state_dict", "load_downstream_checkpoint",
     "SensorModel", "ResNet", "SwinEncoder", "SwinUNetDecoder", "check_swin_img_size",
     "DoubleResNetSimCLR", "DoubleSwinTransformer", "DoubleResNetSimCLRDownstream", "DualBaseline",
     "ResNetBaseline", "SwinBaseline", "DualSwinBaseline", "DoubleSwinTransformerDownstream",

@@ -93,23 +93,27 @@ class LoadReport:
 # ---------------------------------------------------------------------------------------------
 # reading
 
-def read_checkpoint(checkpoint: CheckpointLike) -> Tuple[Mapping[str, Any], str]:
-    """Return (checkpoint dict, source name). Paths load on CPU, tensors-only first.
+def read_checkpoint(checkpoint: CheckpointLike, weights_only: Optional[bool] = None) -> Tuple[Mapping[str, Any], str]:
+    """Return (checkpoint dict, source name). Paths load on CPU.
 
-    Files with other pickled Python objects (e.g. numpy values in ``val_stats``) are retried with
-    ``weights_only=False`` after a warning: only load files you trust.
+    ``weights_only=None`` tries tensors-only first; a file with other pickled Python objects (e.g.
+    numpy values in ``val_stats``) is then retried with ``weights_only=False`` after a warning:
+    only load files you trust. ``False`` skips the first try (our own resume files).
     """
     if isinstance(checkpoint, Mapping):
         return checkpoint, "<dict>"
     path = os.fspath(checkpoint)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        _logger.warning("%s holds non-tensor Python objects; loading it with weights_only=False "
-                        "(only do this for files you trust)", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if weights_only is None:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            _logger.warning("%s holds non-tensor Python objects; loading it with weights_only=False "
+                            "(only do this for files you trust)", path)
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"expected a dict checkpoint, got {type(obj).__name__}", path)
     return obj, path
@@ -245,14 +249,16 @@ def _family_hint(sd: Mapping[str, torch.Tensor], model: nn.Module) -> str:
 # ---------------------------------------------------------------------------------------------
 # loading
 
-def load_checkpoint(model: nn.Module, checkpoint: CheckpointLike, strict: bool = True) -> LoadReport:
+def load_checkpoint(model: nn.Module, checkpoint: CheckpointLike, strict: bool = True,
+                    source: Optional[str] = None) -> LoadReport:
     """Load a published / original / own checkpoint into ``model``; see the module docstring.
 
     A backbone checkpoint (``state_dict`` or bare, with no head keys) may leave the model's heads
     fresh; a downstream checkpoint must provide every key. ``strict=False`` loads what fits and
     reports the rest in ``LoadReport.fresh`` / ``ignored`` instead of raising.
     """
-    obj, source = read_checkpoint(checkpoint)
+    obj, name = read_checkpoint(checkpoint)
+    source = source or name
     sd, kind = extract_state_dict(obj, source)
     report = LoadReport(source, kind)
     out, report = convert_state_dict(model, sd, source, report)
@@ -305,9 +311,24 @@ def to_published_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]
                     f"not {type(model).__name__}")
 
 
-def from_published_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> LoadReport:
-    """Inverse of ``to_published_state_dict``: load a published-layout state dict."""
-    return load_checkpoint(model, {"state_dict": state_dict})
+def from_published_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                              source: str = "<dict>") -> LoadReport:
+    """Inverse of ``to_published_state_dict``: load a published-layout state dict (strict)."""
+    return load_checkpoint(model, {"state_dict": state_dict}, source=source)
+
+
+load_published_state_dict = from_published_state_dict
+
+
+def load_downstream_checkpoint(model: nn.Module, checkpoint: CheckpointLike) -> Mapping[str, Any]:
+    """Resume: load a downstream checkpoint's ``model_weights`` (strict) and return the whole dict
+    (``optim_state``, ``epochs``, ...). Read with ``weights_only=False``: for files you wrote."""
+    obj, source = read_checkpoint(checkpoint, weights_only=False)
+    if "model_weights" not in obj:
+        raise CheckpointError("not a downstream checkpoint (no 'model_weights'); top-level keys: "
+                              + ", ".join(map(str, list(obj)[:MAX_LISTED])), source)
+    load_checkpoint(model, obj, source=source)
+    return obj
 
 
 def backbone_checkpoint(model: nn.Module, epoch: int, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -318,14 +339,19 @@ def backbone_checkpoint(model: nn.Module, epoch: int, optimizer: Optional[torch.
             "optimizer": optimizer.state_dict() if optimizer is not None else None, **extra}
 
 
-def downstream_checkpoint(model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
-                          val_stats: Any = None, epochs: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
-    """Downstream checkpoint: the original's keys plus ``model_name`` / ``model_options``."""
+def downstream_checkpoint(model: nn.Module, model_name: Optional[str] = None,
+                          model_options: Optional[Mapping[str, Any]] = None,
+                          optimizer: Optional[torch.optim.Optimizer] = None, val_stats: Any = None,
+                          epochs: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
+    """Downstream checkpoint: the original's keys plus ``model_name`` / ``model_options``
+    (default: what ``create_model`` recorded on the model), so ``load_model`` can rebuild it."""
+    if model_options is None:
+        model_options = getattr(model, "model_options", {})
     return {"model_weights": model.state_dict(),
             "optim_state": optimizer.state_dict() if optimizer is not None else None,
             "val_stats": val_stats, "epochs": epochs,
-            "model_name": getattr(model, "model_name", type(model).__name__),
-            "model_options": dict(getattr(model, "model_options", {})), **extra}
+            "model_name": model_name or getattr(model, "model_name", type(model).__name__),
+            "model_options": dict(model_options), **extra}
 
 
 def save_checkpoint(obj: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
@@ -345,6 +371,6 @@ def save_checkpoint(obj: Mapping[str, Any], path: Union[str, os.PathLike]) -> No
 
 __all__ = [
     "CheckpointError", "LoadReport", "read_checkpoint", "extract_state_dict", "convert_state_dict",
-    "load_checkpoint", "to_published_state_dict", "from_published_state_dict", "backbone_checkpoint",
-    "downstream_checkpoint", "save_checkpoint",
+    "load_checkpoint", "to_published_state_dict", "from_published_state_dict", "load_published_state_dict",
+    "load_downstream_checkpoint", "backbone_checkpoint", "downstream_checkpoint", "save_checkpoint",
 ]

@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 
 from .bands import PATCH_SIZE, Season, Sensor, parse_season
 from .errors import DatasetError, DatasetNotFoundError
-from .labels import DFC_CLASSES, dfc10_to_dfc8, igbp_to_dfc8, multilabel_one_hot, single_label
+from .labels import (DFC10_TO_DFC8, DFC_CLASSES, IGBP_TO_DFC8, IGNORE_INDEX, NUM_CLASSES, dfc10_to_dfc8,
+                     igbp_to_dfc8, multilabel_one_hot, single_label)
 from .reader import PatchGeo, SEN12MSReader
 from .transforms import preprocess_s1, preprocess_s2
 
@@ -288,19 +289,19 @@ class DFCDataset(Dataset):
         index = self._check_index(index)
         season, scene, patch = self.observation(index)
         window = self.window(index)
-        read = self.reader.read
-        s1, _ = read(season, scene, patch, Sensor.s1, window=window)
-        s2, _ = read(season, scene, patch, Sensor.s2, window=window)
-        igbp, _ = read(season, scene, patch, Sensor.lc, bands=["IGBP"], window=window)
+        read = self.reader.read_array  # pixels only: no CRS parsing per file
+        s1 = read(season, scene, patch, Sensor.s1, window=window)
+        s2 = read(season, scene, patch, Sensor.s2, window=window)
+        igbp = read(season, scene, patch, Sensor.lc, bands=["IGBP"], window=window)
 
         sample: Sample = {
             "s1": torch.from_numpy(preprocess_s1(s1, clip=self.clip_sample_values)),
             "s2": torch.from_numpy(preprocess_s2(s2, clip=self.clip_sample_values)),
         }
-        sample.update(_label_entries("lc", igbp_to_dfc8(igbp)))
+        sample.update(_label_entries("lc", _map_labels(igbp, _IGBP_TO_DFC8_U16, igbp_to_dfc8)))
         if self.has_dfc:
-            dfc, _ = read(season, scene, patch, Sensor.dfc, window=window)
-            sample.update(_label_entries("dfc", dfc10_to_dfc8(dfc)))
+            dfc = read(season, scene, patch, Sensor.dfc, window=window)
+            sample.update(_label_entries("dfc", _map_labels(dfc, _DFC10_TO_DFC8_U16, dfc10_to_dfc8)))
         sample["s1_nan_pixels"] = int(np.isnan(s1).sum())
         sample["index"] = index
         if self.transforms is not None:
@@ -322,10 +323,41 @@ class DFCDataset(Dataset):
                 f"observations={len(self._seasons)}, items={len(self)}, image_px_size={self.image_px_size})")
 
 
+def _u16_table(small: np.ndarray) -> np.ndarray:
+    """A 65536-entry uint8 table equal to ``small`` where defined and 255 elsewhere."""
+    table = np.full(1 << 16, IGNORE_INDEX, dtype=np.uint8)
+    table[:len(small)] = small
+    return table
+
+
+# uint16 files (lc, dfc): one table lookup instead of the general int64 path of data.labels
+_IGBP_TO_DFC8_U16 = _u16_table(IGBP_TO_DFC8)
+_DFC10_TO_DFC8_U16 = _u16_table(DFC10_TO_DFC8)
+
+
+def _map_labels(array: np.ndarray, table_u16: np.ndarray, general: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``general(array)`` (``igbp_to_dfc8`` / ``dfc10_to_dfc8``); a single lookup for uint16 input."""
+    if array.dtype == np.uint16:
+        return table_u16[array]
+    return general(array)
+
+
 def _label_entries(key: str, label_map: np.ndarray) -> Sample:
-    """``key``, ``key_label`` and ``key_multilabel_one_hot`` for an 8-class (1,H,W) map."""
+    """``key``, ``key_label`` and ``key_multilabel_one_hot`` for an 8-class (1,H,W) map.
+
+    Same values as :func:`data.labels.single_label` / :func:`~data.labels.multilabel_one_hot`
+    (checked against them in the tests), from one histogram of the uint8 map.
+    """
+    if label_map.dtype != np.uint8:
+        return {
+            key: torch.from_numpy(label_map.astype(np.float32)),
+            f"{key}_label": torch.tensor(float(single_label(label_map)), dtype=torch.float32),
+            f"{key}_multilabel_one_hot": torch.from_numpy(multilabel_one_hot(label_map)),
+        }
+    counts = np.bincount(label_map.reshape(-1), minlength=IGNORE_INDEX + 1)
+    size = max(label_map.size, 1)
     return {
         key: torch.from_numpy(label_map.astype(np.float32)),
-        f"{key}_label": torch.tensor(float(single_label(label_map)), dtype=torch.float32),
-        f"{key}_multilabel_one_hot": torch.from_numpy(multilabel_one_hot(label_map)),
+        f"{key}_label": torch.tensor(float(np.argmax(counts)), dtype=torch.float32),
+        f"{key}_multilabel_one_hot": torch.from_numpy((counts[:NUM_CLASSES] / size >= 0.1).astype(np.float32)),
     }

@@ -17,9 +17,6 @@ from timm.models.swin_transformer import SwinTransformer, WindowAttention
 
 COMPUTED_BUFFERS: Tuple[str, ...] = ("relative_position_index", "attn_mask")
 
-SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, patch_size=4)
-
-
 def valid_swin_img_size(img_size: int, patch_size: int = 4, window_size: int = 7, num_stages: int = 4) -> bool:
     """True if every stage grid halves exactly and is a multiple of the window (or fits in one)."""
     if img_size <= 0 or img_size % (patch_size * 2 ** (num_stages - 1)):
@@ -178,7 +175,7 @@ def to_original_state_dict(
 
 
 __all__ = [
-    "SwinEncoder", "SWIN_T", "check_swin_img_size", "valid_swin_img_size", "enable_fused_attn",
+    "SwinEncoder", "check_swin_img_size", "valid_swin_img_size", "enable_fused_attn",
     "is_original_layout", "original_to_timm_key", "timm_to_original_key", "is_computed_buffer",
     "original_buffers", "to_original_state_dict",
     "COMPUTED_BUFFERS",

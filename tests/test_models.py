@@ -317,8 +317,9 @@ def test_freeze_backbone():
     model.train()
     assert model.training and model.fc.training and not model.backbone1.training
     stats = model.backbone1.bn1.running_mean.clone()
-    model(batch(2, 64))
+    model(batch(2, 64)).logsumexp(1).sum().backward()
     torch.testing.assert_close(model.backbone1.bn1.running_mean, stats)  # BN statistics stay fixed
+    assert model.fc.weight.grad is not None and model.backbone2.conv1.weight.grad is None
     # fine-tuning: two groups with their own learning rates, covering every parameter once
     model = create_model("DualBaseline", base_model="resnet18")
     groups = model.parameter_groups(backbone_lr=1e-5, head_lr=3e-6)

@@ -23,8 +23,16 @@ sample: venv  ## generate the embedded sample dataset in $(SAMPLE)/
 	$(PY) -m data.sample --root $(SAMPLE)
 
 demo: venv  ## generate sample data and run the main job on it
-	$(PY) -m data.sample --root $(SAMPLE)
+	@test -f $(SAMPLE)/validation_observations.csv || $(PY) -m data.sample --root $(SAMPLE)
 	$(PY) demo/run_demo.py --data $(SAMPLE) --out $(RUNS)
+
+demo-all: demo  ## every downstream_eval_scripts/ setting as a 1-epoch smoke run on the sample data
+	DFC_ROOT=$(SAMPLE) SWIN_CHECKPOINT=$(RUNS)/swin_backbone/checkpoint_last.pth \
+	RESNET50_CHECKPOINT=$(RUNS)/resnet50_backbone/checkpoint_last.pth \
+	OUTPUT_ROOT=runs/demo-all EPOCHS=1 BATCH_SIZE=8 PYTHON=$(PY) downstream_eval_scripts/run_all.sh
+
+test-fast: venv  ## the test suite without the slow full-size checks
+	$(PY) -m pytest -q -m "not slow" tests
 
 test: venv  ## run the whole test suite
 	$(PY) -m pytest -q tests

@@ -82,11 +82,17 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
-def _smooth_field(rng: np.random.Generator, count: int, grid: int, size: int = PATCH_SIZE) -> np.ndarray:
-    """``count`` smooth random fields of shape (size, size), roughly N(0, 1)."""
+def _smooth_field(rng: np.random.Generator, count: int, grid: int, size: int = PATCH_SIZE,
+                  shape: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """``count`` smooth random fields of shape (size, size), roughly N(0, 1).
+
+    ``shape`` (H, W) crops a field of side ``max(H, W)`` (scenes that are not square)."""
+    if shape is not None:
+        size = max(shape)
     noise = rng.standard_normal((count, grid, grid)).astype(np.float32)
     w = _interp_matrix(size, grid)
-    return w @ noise @ w.T
+    field = w @ noise @ w.T
+    return field if shape is None else field[:, : shape[0], : shape[1]]
 
 
 def _latent_map(rng: np.random.Generator, dominant: int) -> np.ndarray:
@@ -125,7 +131,8 @@ def _s2(rng: np.random.Generator, latent: np.ndarray) -> np.ndarray:
     """(13, H, W) uint16 L1C-like reflectance x 10000."""
     spectra = S2_SPECTRA * rng.normal(1.0, 0.07, (10, 1)) * rng.normal(1.0, 0.03, (10, 13))
     spectra += rng.uniform(0, 200) * np.linspace(1.0, 0.0, 13)  # haze, strongest in the blue
-    texture = 1.0 + 0.06 * _smooth_field(rng, 1, 24)[0] + 0.03 * _smooth_field(rng, 1, 64)[0]
+    hw = latent.shape
+    texture = 1.0 + 0.06 * _smooth_field(rng, 1, 24, shape=hw)[0] + 0.03 * _smooth_field(rng, 1, 64, shape=hw)[0]
     image = np.moveaxis(spectra.astype(np.float32)[latent - 1], -1, 0) * texture  # (13, H, W)
     for resolution, block in S2_BLOCK.items():
         idx = [i for i, r in enumerate(S2_NATIVE) if r == resolution]
@@ -139,13 +146,14 @@ def _s1(rng: np.random.Generator, latent: np.ndarray, nan_pixels: int) -> np.nda
     """(2, H, W) float32 dB with gamma speckle (ENL ~4.5) and ``nan_pixels`` NaN pixels."""
     means = S1_DB + rng.normal(0.0, 1.0, (10, 1)).astype(np.float32)
     db = np.moveaxis(means[latent - 1], -1, 0)
-    db = db + 1.2 * _smooth_field(rng, 2, 32) + np.linspace(1.0, -1.0, PATCH_SIZE, dtype=np.float32)
+    db = db + 1.2 * _smooth_field(rng, 2, 32, shape=latent.shape) \
+        + np.linspace(1.0, -1.0, latent.shape[1], dtype=np.float32)
     looks = 4.5
     linear = 10.0 ** (db / 10.0) * rng.standard_gamma(looks, db.shape, dtype=np.float32) / looks
     out = (10.0 * np.log10(np.maximum(linear, 1e-6))).astype(np.float32)
     if nan_pixels:
-        row = int(rng.integers(0, PATCH_SIZE))
-        col = int(rng.integers(0, PATCH_SIZE - nan_pixels))
+        row = int(rng.integers(0, latent.shape[0]))
+        col = int(rng.integers(0, latent.shape[1] - nan_pixels))
         bands = [0, 1] if rng.random() < 0.5 else [int(rng.integers(0, 2))]
         out[np.ix_(bands, [row], np.arange(col, col + nan_pixels))] = np.nan
     return out
@@ -281,6 +289,30 @@ def generate_sample_dataset(
     return root
 
 
+def generate_scene(root: Union[str, Path], height: int = 600, width: int = 500, seed: int = 0,
+                   crs: str = "EPSG:32632") -> Dict[str, Path]:
+    """Write one larger scene (``scene_s2.tif`` 13 bands, ``scene_s1.tif`` VV/VH dB and the
+    reference ``scene_dfc.tif``) for whole-scene prediction (``predict.py``).
+
+    The land cover has coherent regions of every class over the whole scene (no patch
+    seams), synthesised exactly as the patches are. Returns the three paths.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (height, width)
+    grid = max(4, max(shape) // 48)
+    fields = _smooth_field(rng, 10, grid, shape=shape) + 0.35 * _smooth_field(rng, 10, 2 * grid, shape=shape)
+    fields += np.log(CLASS_WEIGHTS / CLASS_WEIGHTS.sum()).astype(np.float32)[:, None, None] * 0.5
+    latent = (np.argmax(fields, axis=0) + 1).astype(np.uint16)
+    transform = Affine(PIXEL_SIZE_M, 0.0, 400000.0, 0.0, -PIXEL_SIZE_M, 5500000.0)
+    paths = {"s2": root / "scene_s2.tif", "s1": root / "scene_s1.tif", "dfc": root / "scene_dfc.tif"}
+    _write(paths["s2"], _s2(rng, latent), crs, transform)
+    _write(paths["s1"], _s1(rng, latent, nan_pixels=0), crs, transform)
+    _write(paths["dfc"], latent[None], crs, transform)
+    return paths
+
+
 def _parse_patches(values: Optional[List[str]]) -> Optional[Union[int, Dict[str, int]]]:
     if not values:
         return None
@@ -316,7 +348,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "test=N (default: sen12ms=%(sen12ms)d validation=%(validation)d test=%(test)d)"
               % DEFAULT_PATCHES).replace("%", "%%"),
     )
+    parser.add_argument("--scene", metavar="HxW", default="600x500",
+                        help="also write one larger scene (scene_s2.tif, scene_s1.tif, scene_dfc.tif) "
+                             "for predict.py; 'none' to skip (default: %(default)s)")
     args = parser.parse_args(argv)
+    scene_shape = None
+    if args.scene.lower() != "none":
+        try:
+            scene_shape = tuple(int(v) for v in args.scene.lower().split("x"))
+            assert len(scene_shape) == 2 and min(scene_shape) > 0
+        except (ValueError, AssertionError):
+            parser.error(f"--scene expects HxW such as 600x500 or 'none', got {args.scene!r}")
     try:
         patches = _parse_patches(args.patches)
         counts = _resolve_patches(patches)
@@ -327,6 +369,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     total = 4 * counts["sen12ms"] + counts["validation"] + counts["test"]
     print(f"sample dataset: {total} patches (SEN12MS {counts['sen12ms']}/season x 4, validation "
           f"{counts['validation']}, test {counts['test']}) written to {root} in {time.perf_counter() - start:.1f} s")
+    if scene_shape is not None:
+        paths = generate_scene(root, *scene_shape, seed=args.seed)
+        print(f"scene {scene_shape[0]}x{scene_shape[1]} px: {paths['s2']}, {paths['s1']} (reference {paths['dfc']})")
     return 0
 
 

@@ -5,6 +5,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_PATCHES
 import rasterio
 import torch
 from torch.utils.data import DataLoader
@@ -41,7 +42,7 @@ def test_layout_and_files(sample_root):
                     assert src.shape == (256, 256) and src.res == (10.0, 10.0)
                     assert src.crs.to_epsg() // 100 == 326  # UTM north
                     origins.add((src.crs.to_epsg(), src.transform.c, src.transform.f, sensor.value))
-    n = 4 * 2 + 8 + 8
+    n = 4 * SAMPLE_PATCHES["sen12ms"] + SAMPLE_PATCHES["validation"] + SAMPLE_PATCHES["test"]
     assert len(origins) == n * 3 + 16  # distinct origin per patch, shared by its sensors
 
 
@@ -76,7 +77,7 @@ def test_patch_content_is_consistent(sample_root):
 
 def test_generator_is_deterministic_and_cli(tmp_path, capsys):
     a = generate_sample_dataset(tmp_path / "a", seed=3, patches=1)
-    assert main(["--root", str(tmp_path / "b"), "--seed", "3", "--patches", "1"]) == 0
+    assert main(["--root", str(tmp_path / "b"), "--seed", "3", "--patches", "1", "--scene", "none"]) == 0
     assert "6 patches" in capsys.readouterr().out
     c = generate_sample_dataset(tmp_path / "c", seed=4, patches={"sen12ms": 1, "validation": 1, "test": 1})
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
@@ -95,7 +96,9 @@ def test_generator_is_deterministic_and_cli(tmp_path, capsys):
 @pytest.mark.parametrize("mode", ["sen12ms", "validation", "test", "dfc"])
 def test_every_mode(sample_root, mode):
     ds = DFCDataset(sample_root, mode=mode)
-    assert len(ds) == {"sen12ms": 8, "validation": 8, "test": 8, "dfc": 16}[mode]
+    n = SAMPLE_PATCHES
+    assert len(ds) == {"sen12ms": 4 * n["sen12ms"], "validation": n["validation"], "test": n["test"],
+                       "dfc": n["validation"] + n["test"]}[mode]
     has_dfc = mode != "sen12ms"
     labels = []
     for i in range(len(ds)):
@@ -280,3 +283,23 @@ def test_random_crops_differ_between_dataloader_workers(sample_root, monkeypatch
     first, second = offsets(0, 100), offsets(1, 101)
     assert first != second  # forked copies of one Generator would repeat each other
     assert offsets(0, 100) == first  # a worker's stream depends only on seed and worker seed
+
+
+def test_generate_scene_is_aligned_and_coherent(tmp_path):
+    import rasterio
+
+    from data.sample import generate_scene
+
+    paths = generate_scene(tmp_path, height=300, width=260, seed=1)
+    with rasterio.open(paths["s2"]) as s2, rasterio.open(paths["s1"]) as s1, rasterio.open(paths["dfc"]) as dfc:
+        assert (s2.count, s1.count, dfc.count) == (13, 2, 1)
+        assert s2.shape == s1.shape == dfc.shape == (300, 260)
+        assert s2.transform == s1.transform == dfc.transform and s2.crs == dfc.crs
+        labels = dfc.read(1)
+        nir, red = s2.read(8).astype(float), s2.read(4).astype(float)
+    assert len(np.unique(labels)) >= 4  # several classes across the scene
+    # spatially coherent: most neighbouring pixels share the class
+    assert (labels[:, 1:] == labels[:, :-1]).mean() > 0.9
+    water = labels == 10
+    if water.any() and (labels == 1).any():  # water darker in NIR than forest
+        assert nir[water].mean() < nir[labels == 1].mean()

@@ -11,6 +11,7 @@ shared with other jobs are noisy -- the load average is printed with the table.
     python benchmarks/run.py --only loading,matmul --json out.json
     python benchmarks/run.py --only resnet_pretrain --channels_last
     python benchmarks/run.py --only swin_pretrain --compile
+    python benchmarks/run.py --only swin_pretrain,resnet_pretrain --fused_optim --threads 1
     python benchmarks/run.py --device cuda        # on a GPU machine (not measured in this repo)
 
 Benchmarks: matmul, loading, loader_scaling, swin_pretrain, resnet_pretrain, seg_finetune,
@@ -206,7 +207,7 @@ def _train_step_bench(opts, name: str, build: Callable, batch_size: int, size: i
     if opts.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = make_opt(model)
+    optimizer = make_opt(model, {"fused": True} if opts.fused_optim else {})
     batch = _batch(batch_size, size, device, opts.channels_last, seg)
     fwd = model
     compile_s = None
@@ -234,6 +235,7 @@ def _train_step_bench(opts, name: str, build: Callable, batch_size: int, size: i
         "gflops": flops / statistics.median(secs) / 1e9,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "setting": f"batch {batch_size}, {size} px, fp32, {type(optimizer).__name__}"
+                   + (", fused" if opts.fused_optim else "")
                    + (", channels_last" if opts.channels_last else "") + (", compiled" if opts.compile else ""),
     })
     if compile_s is not None:
@@ -256,7 +258,7 @@ def bench_swin_pretrain(opts) -> dict:
     from models import create_model
     return _train_step_bench(
         opts, "swin_pretrain", lambda: create_model("DoubleSwinTransformer"), 8, 224,
-        lambda m: torch.optim.AdamW(m.parameters(), lr=5e-4, weight_decay=0.05), _info_nce(0.2))
+        lambda m, kw: torch.optim.AdamW(m.parameters(), lr=5e-4, weight_decay=0.05, **kw), _info_nce(0.2))
 
 
 def bench_resnet_pretrain(opts) -> dict:
@@ -264,7 +266,7 @@ def bench_resnet_pretrain(opts) -> dict:
     from models import create_model
     return _train_step_bench(
         opts, "resnet_pretrain", lambda: create_model("DoubleResNetSimCLR", base_model="resnet50"), 32, 128,
-        lambda m: torch.optim.Adam(m.parameters(), lr=3e-5, weight_decay=1e-4), _info_nce(0.07))
+        lambda m, kw: torch.optim.Adam(m.parameters(), lr=3e-5, weight_decay=1e-4, **kw), _info_nce(0.07))
 
 
 def bench_seg_finetune(opts) -> dict:
@@ -276,7 +278,7 @@ def bench_seg_finetune(opts) -> dict:
         return F.cross_entropy(outputs, batch["dfc"], ignore_index=255)
     return _train_step_bench(
         opts, "seg_finetune", lambda: create_model("DoubleSwinTransformerSegmentation"), 4, 224,
-        lambda m: torch.optim.Adam(m.parameters(), lr=1e-5, weight_decay=1e-3), loss, seg=True)
+        lambda m, kw: torch.optim.Adam(m.parameters(), lr=1e-5, weight_decay=1e-3, **kw), loss, seg=True)
 
 
 def bench_inference(opts) -> dict:
@@ -356,7 +358,8 @@ def render(results: Dict[str, dict], opts, loads: tuple) -> str:
         f"SSL land-cover benchmarks  device={opts.device}  torch threads="
         f"{next((r.get('torch_threads') for r in results.values() if 'torch_threads' in r), '?')}  "
         f"cpus={os.cpu_count()}  repeats={opts.repeats}" + ("  --quick" if opts.quick else "")
-        + ("  --channels_last" if opts.channels_last else "") + ("  --compile" if opts.compile else ""),
+        + ("  --channels_last" if opts.channels_last else "") + ("  --compile" if opts.compile else "")
+        + ("  --fused_optim" if opts.fused_optim else ""),
         f"load average (1/5/15 min) at start: {loads[0]}   at end: {loads[1]}",
         "",
         f"{'benchmark':<18}{'samples/s':>11}{'(min..max)':>18}{'peak RSS MB':>13}{'(+import)':>10}{'GFLOP/step':>12}"
@@ -419,6 +422,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--channels_last", action="store_true", help="models and inputs in channels_last")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (compile time excluded)")
+    p.add_argument("--fused_optim", action="store_true", help="Adam/AdamW with fused=True (the scripts use the default)")
     p.add_argument("--data", default=None, help="dataset root for the loading benchmarks "
                                                 "(default: the generated sample dataset, cached in the temp dir)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")

@@ -71,6 +71,7 @@ _TIFF_DTYPES = {
 _TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}  # BYTE, SHORT, LONG, LONG8 (little-endian)
 _HEAD = 16384  # bytes read up front; holds the IFD and its arrays for GDAL-written files
 _DEFLATE = (8, 32946)
+_HAVE_PREAD = hasattr(os, "pread") and hasattr(os, "preadv")  # not on Windows: rasterio only
 
 
 class _Unsupported(Exception):
@@ -328,7 +329,9 @@ class SEN12MSReader:
             bands = [bands]
         indexes = None if bands is None else [spec.index(b) + 1 for b in bands]
         path = self.path(season, scene, patch, sensor)
-        try:
-            return _read_direct(path, spec.count, indexes, _as_window(window))
-        except (_Unsupported, OSError, ValueError, struct.error):
-            return self.read(season, scene, patch, sensor, bands=bands, window=window)[0]
+        if _HAVE_PREAD:
+            try:
+                return _read_direct(path, spec.count, indexes, _as_window(window))
+            except (_Unsupported, OSError, ValueError, struct.error):
+                pass
+        return self.read(season, scene, patch, sensor, bands=bands, window=window)[0]

@@ -131,7 +131,7 @@ def main(args, hooks=None) -> dict:
                                      num_workers=args.workers, seed=args.seed)
 
     from models import create_model
-    from models.checkpoint import downstream_checkpoint, load_checkpoint
+    from models.checkpoint import downstream_checkpoint, load_downstream_checkpoint
 
     options = dict(base_model=args.base_model, s1_input_channels=args.s1_input_channels,
                    s2_input_channels=args.s2_input_channels, freeze_backbone=not args.finetuning)
@@ -153,8 +153,7 @@ def main(args, hooks=None) -> dict:
     start_epoch, global_step = 0, 0
     resume = engine.resolve_resume(args.resume, args.output_dir, LAST_CHECKPOINT)
     if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
-        load_checkpoint(model, ckpt)
+        ckpt = load_downstream_checkpoint(model, resume)
         optimizer.load_state_dict(ckpt["optim_state"])
         scheduler.load_state_dict(ckpt["scheduler"])
         engine.set_rng_state(ckpt["rng"])

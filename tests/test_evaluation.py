@@ -36,7 +36,7 @@ def test_classification_targets_end_to_end(sample_root, tmp_path, target, task, 
         assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
         cm = torch.tensor(saved["scores"]["confusion_matrix"])
         assert cm.sum() > 0 and cm.shape == (8, 8)
-    ckpt = torch.load(tmp_path / "checkpoint_last.pth", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoint_last.pth", weights_only=True)
     assert {"model_weights", "optim_state", "val_stats", "epochs"} <= set(ckpt)
     assert ckpt["epochs"] == 2 and ckpt["model_name"] == "DoubleResNetSimCLRDownstream"
 

@@ -30,7 +30,8 @@ def manifest_names(name):
 def test_resnet_pretraining_writes_a_published_layout_checkpoint(sample_root, tmp_path):
     history = train_resnet_backbone.main(resnet_args(sample_root, tmp_path, "--epochs", "1",
                                                      "--val_dir", str(sample_root)))
-    ckpt = torch.load(tmp_path / "checkpoint_last.pth", weights_only=False)
+    # plain tensors and Python types only: loads with weights_only=True (no pickle trust needed)
+    ckpt = torch.load(tmp_path / "checkpoint_last.pth", weights_only=True)
     assert {"epoch", "arch", "state_dict", "optimizer"} <= set(ckpt)
     assert ckpt["epoch"] == 1 and ckpt["arch"] == "resnet18"
     assert {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()} == manifest_names("resnet18_keys.json")

@@ -102,14 +102,18 @@ def set_seed(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Python, numpy and torch RNG states in plain types and tensors (``weights_only``-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -215,17 +219,11 @@ class Averager:
 
 # -------------------------------------------------------------------- checkpoints
 def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file then rename: a kill never truncates ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write a checkpoint atomically (temporary file, then rename): a kill never truncates it."""
+    from models.checkpoint import save_checkpoint
+
+    save_checkpoint(obj, path)
+    return Path(path)
 
 
 def resolve_resume(resume: str | None, output_dir: str | Path, last_name: str) -> Path | None:

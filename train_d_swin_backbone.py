@@ -90,7 +90,8 @@ def main(args, hooks=None):
     train = mcfg["TRAIN"]
     opt = train["OPTIMIZER"]
     optimizer = torch.optim.AdamW(no_decay_param_groups(model, train["WEIGHT_DECAY"]),
-                                  lr=train["BASE_LR"], eps=opt["EPS"], betas=tuple(opt["BETAS"]))
+                                  lr=train["BASE_LR"], eps=opt["EPS"], betas=tuple(opt["BETAS"]),
+                                  fused=True)
     steps_per_epoch = len(train_loader)
     scheduler = WarmupCosine(optimizer, total_steps=train["EPOCHS"] * steps_per_epoch,
                              warmup_steps=train["WARMUP_EPOCHS"] * steps_per_epoch,

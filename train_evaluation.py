@@ -143,7 +143,7 @@ def main(args, hooks=None) -> dict:
         model = model.to(memory_format=torch.channels_last)
     groups = model.parameter_groups(backbone_lr=args.learning_rate, head_lr=args.classifier_lr)
     optimizer = torch.optim.Adam(groups, lr=args.classifier_lr, betas=tuple(args.adam_betas),
-                                 weight_decay=args.weight_decay)
+                                 weight_decay=args.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_step_epochs,
                                                      gamma=args.lr_step_gamma)
     task = engine.SupervisedTask(args.target, args.n_classes)

@@ -97,8 +97,10 @@ def main(argv=None) -> int:
         # fine-tuning and the SwinUNet decoders cost ~5x a linear head per epoch
         slow = "--finetuning" in extra or "dfc" in extra
         epochs = args.finetune_epochs if slow else args.epochs
-        run(["train_evaluation.py", *downstream, *schedule(epochs), *extra, "--run_name", name,
-             "--output_dir", str(out / name)])
+        # backpropagating through Swin-T at 224 px costs ~1 GB per sample on a CPU
+        batch = ["--batch_size", "4" if "dfc" in extra else "8"] if slow else []
+        run(["train_evaluation.py", *downstream, *schedule(epochs), *extra, *batch,
+             "--run_name", name, "--output_dir", str(out / name)])
 
     print("\n=== 4. results ===")
     from utils.results import find_results, results_tables

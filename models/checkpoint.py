@@ -361,6 +361,9 @@ def save_checkpoint(obj: Mapping[str, Any], path: Union[str, os.PathLike]) -> No
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
     try:
         torch.save(dict(obj), tmp)
         os.replace(tmp, path)

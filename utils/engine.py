@@ -301,7 +301,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch
             optimizer.step()
         if hooks.per_step_scheduler is not None:
             hooks.per_step_scheduler.step()
-        n = batch[next(iter(k for k in ("s1", "s2") if k in batch))].shape[0]
+        n = batch["s2" if "s2" in batch else "s1"].shape[0]
         stats = {"loss": loss.detach(), **stats}
         meter.add(stats, n)
         global_step += 1

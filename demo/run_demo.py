@@ -122,10 +122,10 @@ def main(argv=None) -> int:
         slow = "--finetuning" in extra or "dfc" in extra
         epochs = args.finetune_epochs if slow else args.epochs
         # backpropagating through Swin-T at 224 px costs ~1 GB per sample on a CPU
-        batch = ["--batch_size", "4" if "dfc" in extra else "8"] if slow else []
+        cost = ["--batch_size", "4" if "dfc" in extra else "8"] if slow else []
         if "dfc" in extra:  # segmentation: every patch has many labelled pixels; half the patches do
-            batch += ["--train_used_data_fraction", "0.5"]
-        run(["train_evaluation.py", *downstream, *schedule(epochs), *extra, *batch,
+            cost += ["--train_used_data_fraction", "0.5"]
+        run(["train_evaluation.py", *downstream, *schedule(epochs), *extra, *cost,
              "--run_name", name, "--output_dir", str(out / name)])
 
     print("\n=== 4. results ===")

@@ -48,7 +48,7 @@ def linear_eval_comparison(arch: str, ssl_dir: Path, random_dir: Path) -> str:
     """
     scores = {k: json.loads((d / "results.json").read_text())["scores"]
               for k, d in (("ssl", ssl_dir), ("random", random_dir))}
-    n = int(sum(map(sum, scores["ssl"]["confusion_matrix"])))
+    n = int(sum(scores["ssl"]["support"]))  # evaluable test patches (same split for both)
     oa = {k: v["overall_accuracy"] for k, v in scores.items()}
     se = math.sqrt(sum(p * (1 - p) for p in oa.values()) / max(n, 1))
     diff = oa["ssl"] - oa["random"]

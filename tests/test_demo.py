@@ -17,11 +17,12 @@ def run_demo():
 
 
 def _run(folder: Path, correct: int, total: int) -> Path:
-    """A results.json whose 2-class confusion matrix has ``correct`` of ``total`` right."""
+    """A results.json of a 2-class run with ``correct`` of ``total`` test patches right."""
     folder.mkdir()
     cm = [[correct, total - correct], [0, 0]]
     (folder / "results.json").write_text(json.dumps({"scores": {
-        "overall_accuracy": correct / total, "average_accuracy": correct / total, "confusion_matrix": cm}}))
+        "overall_accuracy": correct / total, "average_accuracy": correct / total,
+        "confusion_matrix": cm, "support": [total, 0]}}))
     return folder
 
 

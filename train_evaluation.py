@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """Downstream training and evaluation on DFC2020: classification and segmentation.
 
-Linear evaluation (``--no-finetuning``: frozen backbone, only the head trains at
-``--classifier_lr``) or fine-tuning (``--finetuning``: backbone at ``--learning_rate``,
-head at ``--classifier_lr``). Defaults are the original's: train on the class-balanced
-DFC2020 validation split, evaluate on the test split every 2 epochs, 201 epochs, Adam,
-LR x0.1 at epoch 100. At the end the test metrics are printed and written, with the
-whole configuration, to ``OUTPUT_DIR/results.json`` (plus confusion-matrix and
-prediction figures).
+Linear evaluation (``--no-finetuning``: frozen backbone, the head trains at ``--learning_rate``)
+or fine-tuning (``--finetuning``: backbone at ``--learning_rate``, head at ``--classifier_lr``);
+baselines train every parameter at ``--learning_rate`` (utils/downstream.py has the table).
+Defaults are the original's: resnet18, 201 epochs, Adam (lr 1e-5, head 3e-6, wd 1e-3), batch
+100, LR x0.1 at epoch 100, train on the class-balanced DFC2020 validation split, evaluate on the
+test split after epochs 0, 2, ..., 200, seed 42. The original's command lines work unchanged
+(``--finetuning=True``, ``--dataloader_workers``, ``--wandb_project``, ``--base_mode``).
+``--reproduce_original`` restores every original behaviour that we changed (see README).
+At the end the test metrics (ours and the original's definitions) are printed and written,
+with the whole configuration, to ``OUTPUT_DIR/results.json`` (plus figures).
 
     python train_evaluation.py --model DoubleSwinTransformerDownstream \\
         --checkpoint swin_t.pth --target dfc_label --train_dir $DFC --val_dir $DFC
@@ -21,6 +24,8 @@ import torch
 
 from utils import distributed as du
 from utils import engine
+from utils.downstream import BASELINES, apply_plan, plan_training
+from utils.flags import HelpFormatter, IgnoredFlag, add_bool_flag
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
 
 LAST_CHECKPOINT = "checkpoint_last.pth"
@@ -30,27 +35,31 @@ TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multila
 def get_args_parser() -> argparse.ArgumentParser:
     from models import list_models
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from utils.pretrain import DEFAULT_WORKERS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     m = p.add_argument_group("model")
-    m.add_argument("--model", default="DoubleSwinTransformerDownstream", choices=list_models())
-    m.add_argument("--base_model", default="resnet50", choices=["resnet18", "resnet50"],
-                   help="ResNet depth for the ResNet models")
+    m.add_argument("--model", default="resnet18", choices=list_models())
+    m.add_argument("--base_model", "--base_mode", dest="base_model", default="resnet18",
+                   choices=["resnet18", "resnet50"], help="ResNet depth for the ResNet models")
     m.add_argument("--checkpoint", default=None,
-                   help="published SSL checkpoint (swin_t.pth, resnet50.pth, ...) or a downstream one")
+                   help="published SSL checkpoint (swin_t.pth, resnet50.pth, ...) or a downstream "
+                        "one; baselines ignore it, as the original did")
     m.add_argument("--target", default="dfc_label", choices=TARGETS)
     m.add_argument("--n_classes", "--num_classes", dest="n_classes", type=int, default=8)
-    m.add_argument("--finetuning", action=argparse.BooleanOptionalAction, default=False,
-                   help="train the backbone too (else: linear evaluation, backbone frozen)")
+    add_bool_flag(m, "--finetuning", default=False,
+                  help="train the backbone too (else: linear evaluation, backbone frozen)")
     m.add_argument("--s1_input_channels", type=int, default=2, choices=[0, 2],
                    help="0 drops the Sentinel-1 input (S2-only setting)")
     m.add_argument("--s2_input_channels", type=int, default=13, choices=[0, 13],
                    help="0 drops the Sentinel-2 input (S1-only setting)")
+    m.add_argument("--drop_path_rate", type=float, default=0.1,
+                   help="stochastic depth of the Swin models (the config's 0.1)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=201)
     o.add_argument("--learning_rate", "--lr", dest="learning_rate", type=float, default=1e-5,
-                   help="backbone LR when fine-tuning")
-    o.add_argument("--classifier_lr", type=float, default=3e-6, help="head LR")
+                   help="backbone LR when fine-tuning; head LR when frozen; every LR of a baseline")
+    o.add_argument("--classifier_lr", type=float, default=3e-6, help="head LR when fine-tuning")
     o.add_argument("--weight_decay", type=float, default=1e-3)
     o.add_argument("--adam_betas", type=float, nargs=2, default=(0.9, 0.999))
     o.add_argument("--lr_step_epochs", type=int, nargs="*", default=[100],
@@ -61,30 +70,44 @@ def get_args_parser() -> argparse.ArgumentParser:
     d.add_argument("--train_mode", default="validation", choices=["validation", "test", "dfc", "sen12ms"])
     d.add_argument("--val_dir", default=None, help="DFC2020 root for evaluation (default: --train_dir)")
     d.add_argument("--val_mode", default="test", choices=["validation", "test", "dfc"])
-    d.add_argument("--balanced_classes_train", action=argparse.BooleanOptionalAction, default=True)
-    d.add_argument("--balanced_classes_val", action=argparse.BooleanOptionalAction, default=False)
-    d.add_argument("--train_used_data_fraction", type=float, default=1.0)
+    add_bool_flag(d, "--balanced_classes_train", default=True)
+    add_bool_flag(d, "--balanced_classes_val", "--balanced_classes_validation", default=False)
+    d.add_argument("--train_used_data_fraction", type=float, default=1.0,
+                   help="keep this fraction of the training patches (the original's pandas subset)")
     d.add_argument("--val_used_data_fraction", type=float, default=1.0)
     d.add_argument("--image_px_size", type=int, default=224)
-    d.add_argument("--cover_all_parts_validation", action=argparse.BooleanOptionalAction, default=False,
-                   help="evaluate every tile of each 256 px patch (else the centre crop)")
-    d.add_argument("--clip_sample_values", action=argparse.BooleanOptionalAction, default=True)
+    add_bool_flag(d, "--cover_all_parts_validation", default=False,
+                  help="evaluate every tile of each 256 px patch (else the centre crop; at 224 px "
+                       "the original evaluated one random crop per patch)")
+    add_bool_flag(d, "--clip_sample_values", default=True)
     d.add_argument("--batch_size", type=int, default=100)
-    d.add_argument("--num_workers", "-j", dest="workers", type=int, default=2)
+    d.add_argument("--num_workers", "-j", "--workers", "--dataloader_workers", dest="workers",
+                   type=int, default=DEFAULT_WORKERS,
+                   help="DataLoader workers (the original's 8, capped at the CPU count)")
     r = p.add_argument_group("run")
     r.add_argument("--output_dir", default=None, help="run folder (default: runs/<model>_<target>_<setting>)")
     r.add_argument("--run_name", default=None, help="label of this run in the results table")
     r.add_argument("--resume", default=None, help="checkpoint path, or 'auto' for OUTPUT_DIR/checkpoint_last.pth")
     r.add_argument("--seed", type=int, default=42)
-    r.add_argument("--validation_every", "--val_every", dest="val_every", type=int, default=2)
+    r.add_argument("--validation_every", "--val_every", dest="val_every", type=int, default=2,
+                   help="evaluate after epoch indices 0, N, 2N, ... and the last")
     r.add_argument("--save_every", type=int, default=2)
     r.add_argument("--log_every", type=int, default=10)
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    r.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False)
-    r.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    add_bool_flag(r, "--channels_last", default=False)
+    add_bool_flag(r, "--compile", default=False)
     r.add_argument("--example_maps", type=int, default=4,
                    help="test patches drawn in the segmentation figure")
+    add_bool_flag(r, "--reproduce_original", default=False,
+                  help="every original behaviour we changed: random evaluation crops, NaN batches "
+                       "skipped, frozen backbones in train mode, the original segmentation groups")
+    c = p.add_argument_group("the original's flags without effect here")
+    c.add_argument("--wandb_project", action=IgnoredFlag, note="runs log to TensorBoard and log files")
+    for flag in ("--cover_all_parts_train", "--s1_normalization_fixed", "--only_rgb", "--rgb_plus_s1",
+                 "--simclr_dataset", "--create_validation_set", "--transforms", "--embedding_size",
+                 "--out_dim"):
+        c.add_argument(flag, action=IgnoredFlag, note="no effect in the paper's settings")
     return p
 
 
@@ -116,6 +139,7 @@ def build_datasets(args):
                          used_data_fraction=args.val_used_data_fraction,
                          image_px_size=args.image_px_size,
                          cover_all_parts=args.cover_all_parts_validation,
+                         random_crop=args.reproduce_original and not args.cover_all_parts_validation,
                          balanced_classes=args.balanced_classes_val, seed=args.seed)
     return train_set, val_set
 
@@ -128,21 +152,31 @@ def main(args, hooks=None) -> dict:
     train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
                                        num_workers=args.workers, seed=args.seed)
     val_loader = engine.build_loader(val_set, args.batch_size, shuffle=False,
-                                     num_workers=args.workers, seed=args.seed)
+                                     num_workers=args.workers, seed=args.seed, evaluation=True)
 
     from models import create_model
     from models.checkpoint import downstream_checkpoint, load_downstream_checkpoint
 
+    plan = plan_training(args.model, finetuning=args.finetuning, learning_rate=args.learning_rate,
+                         classifier_lr=args.classifier_lr,
+                         reproduce_original=args.reproduce_original)
+    if args.model in BASELINES and args.checkpoint:
+        if du.is_main_process():
+            print(f"note: {args.model} is a baseline trained from scratch; --checkpoint "
+                  f"{args.checkpoint} is ignored, as the original did")
+        args.checkpoint_ignored, args.checkpoint = args.checkpoint, None
     options = dict(base_model=args.base_model, s1_input_channels=args.s1_input_channels,
-                   s2_input_channels=args.s2_input_channels, freeze_backbone=not args.finetuning)
-    if args.image_px_size != 224 and "Swin" in args.model:
-        options["img_size"] = args.image_px_size
+                   s2_input_channels=args.s2_input_channels)
+    if "Swin" in args.model:
+        options["drop_path_rate"] = args.drop_path_rate
+        if args.image_px_size != 224:
+            options["img_size"] = args.image_px_size
     model = create_model(args.model, num_classes=args.n_classes, checkpoint=args.checkpoint,
                          **options).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    groups = model.parameter_groups(backbone_lr=args.learning_rate, head_lr=args.classifier_lr)
-    optimizer = torch.optim.Adam(groups, lr=args.classifier_lr, betas=tuple(args.adam_betas),
+    groups = apply_plan(model, plan, frozen_in_train_mode=args.reproduce_original)
+    optimizer = torch.optim.Adam(groups, lr=args.learning_rate, betas=tuple(args.adam_betas),
                                  weight_decay=args.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_step_epochs,
                                                      gamma=args.lr_step_gamma)
@@ -175,6 +209,8 @@ def main(args, hooks=None) -> dict:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"{setting_name(args)}: {len(train_set)} training / {len(val_set)} evaluation samples, "
               f"{trainable / 1e6:.2f} M trainable parameters, device {device}")
+        print(f"optimiser: Adam, {plan.description}; "
+              + ", ".join(f"{g.get('name', 'group')} lr {g['lr']:g}" for g in groups))
     start = time.perf_counter()
     try:
         history = engine.fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
@@ -182,7 +218,8 @@ def main(args, hooks=None) -> dict:
                    last_name=LAST_CHECKPOINT, start_epoch=start_epoch, global_step=global_step,
                    val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
                    amp=args.amp, logger=logger, epoch_scheduler=scheduler, hooks=hooks,
-                   channels_last=args.channels_last, log_every=args.log_every)
+                   channels_last=args.channels_last, log_every=args.log_every,
+                   skip_nan_batches=args.reproduce_original)
         final = history[-1].get("val") if history else None  # the last epoch always validates
         results = final_evaluation(args, model, val_loader, task, device, logger, config,
                                    time.perf_counter() - start, scores=final)

@@ -3,8 +3,10 @@
 
 The S1 and S2 ResNets each end in a projection MLP (d→d, ReLU, d→128); the two
 projections of the same location are the positive pair, every other embedding in the
-(global) batch a negative. Defaults are the original's: batch 200, Adam lr 3e-5,
-weight decay 1e-4, temperature 0.07, 128 px crops.
+(global) batch a negative. Defaults are the original's: 201 epochs, batch 200 (``drop_last``),
+Adam lr 3e-5, weight decay 1e-4, temperature 0.07, 128 px crops, and its schedule:
+``CosineAnnealingLR(T_max=len(train_loader))`` stepped once per epoch after epoch 10 (so the LR
+decays only slightly; ``--lr_schedule none`` keeps it constant).
 
     python train_resnet_backbone.py --train_dir sample_data --epochs 2 --batch_size 16
     torchrun --nproc_per_node 4 train_resnet_backbone.py --train_dir /data/sen12ms ...
@@ -15,19 +17,28 @@ import torch
 
 from utils import distributed as du
 from utils import engine
+from utils.flags import HelpFormatter, add_bool_flag
 from utils.pretrain import add_data_arguments, build_data, run_pretraining
+from utils.schedules import EpochSchedule
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     m = p.add_argument_group("model and optimisation")
     m.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet50"])
-    m.add_argument("--epochs", type=int, default=100)
+    m.add_argument("--epochs", type=int, default=201)
     m.add_argument("--lr", "--learning_rate", "--learning-rate", dest="lr", type=float, default=3e-5)
     m.add_argument("--wd", "--weight_decay", "--weight-decay", dest="weight_decay", type=float,
                    default=1e-4)
     m.add_argument("--temperature", type=float, default=0.07)
+    m.add_argument("--lr_schedule", default="cosine", choices=["cosine", "none"],
+                   help="cosine: CosineAnnealingLR(T_max=steps per epoch) stepped per epoch "
+                        "after --lr_schedule_start epochs (the original's); none: constant LR")
+    m.add_argument("--lr_schedule_start", type=int, default=10,
+                   help="epochs before the schedule starts stepping")
+    add_bool_flag(m, "--reproduce_original",
+                  help="the original's behaviours where ours differ (random validation crops)")
     add_data_arguments(p, batch_size=200, image_px_size=128)
     p.set_defaults(channels_last=True)  # ResNets: ~8 % faster on CPU, more on GPU
     return p
@@ -46,10 +57,15 @@ def main(args, hooks=None):
     # fused: one kernel for the whole update (measured 3-4x faster optimiser step on CPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                  fused=True)
+    scheduler = None
+    if args.lr_schedule == "cosine":
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=len(train_loader),
+                                                            eta_min=0)
+        scheduler = EpochSchedule(cosine, first_epoch=args.lr_schedule_start)
     try:
         return run_pretraining(args, model, optimizer, arch=args.arch, temperature=args.temperature,
                                train_loader=train_loader, val_loader=val_loader, device=device,
-                               hooks=hooks)
+                               epoch_scheduler=scheduler, hooks=hooks)
     finally:
         du.cleanup()
 

@@ -273,7 +273,8 @@ class DFCDataset(Dataset):
         if offset is None:
             rng = (self._crop_rng() if self._epoch is None
                    else np.random.default_rng([self.seed, self._epoch, index]))
-            row, col = (int(v) for v in rng.integers(0, PATCH_SIZE - size + 1, size=2))
+            # offsets 0 .. 255 - size, as the original (np.random.randint(0, 256 - size))
+            row, col = (int(v) for v in rng.integers(0, max(PATCH_SIZE - size, 1), size=2))
         else:
             row, col = offset
         return Window(col, row, size, size)

@@ -79,7 +79,7 @@ class SwinBaseline(SensorModel):
     backbone_names = ("backbone",)
 
     def __init__(self, num_classes: int = 8, s1_input_channels: int = 2, s2_input_channels: int = 13,
-                 img_size: int = 224, drop_path_rate: float = 0.2) -> None:
+                 img_size: int = 224, drop_path_rate: float = 0.1) -> None:
         super().__init__()
         self.in_chans = resolve_sensors(s1_input_channels, s2_input_channels)
         self.img_size = img_size
@@ -94,7 +94,7 @@ class DoubleSwinTransformerDownstream(_DualEncoders):
     """The two SSL Swin-T encoders; pooled 768-d features concatenated (S1, S2); ``fc`` Linear(1536, n)."""
 
     def __init__(self, num_classes: int = 8, s1_input_channels: int = 2, s2_input_channels: int = 13,
-                 img_size: int = 224, drop_path_rate: float = 0.2) -> None:
+                 img_size: int = 224, drop_path_rate: float = 0.1) -> None:
         super().__init__()
         self.in_chans = resolve_sensors(s1_input_channels, s2_input_channels)
         self.img_size = img_size
@@ -122,7 +122,7 @@ class DoubleSwinTransformerSegmentation(_DualEncoders):
     original_head_decoder = "decoder1"
 
     def __init__(self, num_classes: int = 8, s1_input_channels: int = 2, s2_input_channels: int = 13,
-                 img_size: int = 224, drop_path_rate: float = 0.2) -> None:
+                 img_size: int = 224, drop_path_rate: float = 0.1) -> None:
         super().__init__()
         self.in_chans = resolve_sensors(s1_input_channels, s2_input_channels)
         self.img_size = img_size

@@ -53,7 +53,7 @@ def list_models() -> List[str]:
 _CH = ("s1_input_channels", "s2_input_channels")
 _SWIN = _CH + ("img_size",)
 _RES = _CH + ("base_model",)
-_DPR = {"drop_path_rate": 0.2}
+_DPR = {"drop_path_rate": 0.1}  # model_config.MODEL.DROP_PATH_RATE of the original config
 
 
 @register_model("resnet18", _CH, doc="early fusion ResNet18 (15-band conv1)")

@@ -47,7 +47,7 @@ class DoubleSwinTransformer(_DualPretrain):
     """Two Swin-T encoders; outputs the pooled 768-d features (no projection head, as the original)."""
 
     def __init__(self, s1_input_channels: int = 2, s2_input_channels: int = 13, img_size: int = 224,
-                 drop_path_rate: float = 0.2) -> None:
+                 drop_path_rate: float = 0.1) -> None:
         super().__init__()
         self._check_both(s1_input_channels, s2_input_channels)
         self.img_size = img_size

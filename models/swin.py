@@ -64,7 +64,7 @@ class SwinEncoder(SwinTransformer):
             num_heads: Sequence[int] = (3, 6, 12, 24),
             window_size: int = 7,
             patch_size: int = 4,
-            drop_path_rate: float = 0.2,
+            drop_path_rate: float = 0.1,
             fused_attn: bool = True,
     ) -> None:
         check_swin_img_size(img_size, patch_size, window_size, len(depths))

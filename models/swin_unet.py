@@ -82,7 +82,7 @@ class SwinUNetDecoder(nn.Module):
 
     def __init__(self, img_size: int = 224, patch_size: int = 4, embed_dim: int = 96,
                  depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window_size: int = 7, drop_path_rate: float = 0.2, fused_attn: bool = True) -> None:
+                 window_size: int = 7, drop_path_rate: float = 0.1, fused_attn: bool = True) -> None:
         super().__init__()
         n = len(depths)
         self.num_layers = n

@@ -126,22 +126,14 @@ def test_swin_pretraining_one_epoch_full_size(sample_root, tmp_path):
     assert ckpt["arch"] == "swin_t" and ckpt["epoch"] == 1
     assert {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()} == manifest_names("swin_t_keys.json")
     cfg = json.loads((tmp_path / "config.json").read_text())
-    assert cfg["model_config"]["TRAIN"]["EPOCHS"] == 1 and cfg["batch_size"] == 4
-    assert cfg["temperature"] == 0.2  # from configs/backbone_config.json
+    assert cfg["effective"]["epochs"] == 1 and cfg["effective"]["batch_size"] == 4
+    assert cfg["effective"]["temperature"] == 0.2  # from configs/backbone_config.json
+    assert cfg["backbone_config"]["TRAIN"]["BASE_LR"] == 5e-4  # the config file, as read
 
     from models import create_model
     model = create_model("DoubleSwinTransformerDownstream", checkpoint=tmp_path / "checkpoint_last.pth")
     assert model(  # loads and runs
         {"s1": torch.rand(1, 2, 224, 224), "s2": torch.rand(1, 13, 224, 224)}).shape == (1, 8)
-
-
-def test_swin_config_overrides():
-    parser = train_d_swin_backbone.get_args_parser()
-    args = parser.parse_args(["--train_dir", "X", "--epochs", "3", "--batch_size", "7", "--seed", "42"])
-    cfg = train_d_swin_backbone.load_config(args)
-    assert cfg["train_dir"] == "X" and cfg["batch_size"] == 7 and args.batch_size == 7
-    assert cfg["model_config"]["TRAIN"]["EPOCHS"] == 3 and args.epochs == 3
-    assert args.image_px_size == 224 and args.seed == 42
 
 
 def test_torchrun_two_processes_gather_negatives_with_gradients():

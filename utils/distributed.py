@@ -71,12 +71,27 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(dist_nn.all_gather(x.contiguous()), dim=0)
 
 
+def reduction_device() -> torch.device:
+    """Where collectives must run: this rank's CUDA device under NCCL, else the CPU."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(tensors: list[torch.Tensor]) -> None:
-    """Sum tensors over ranks in place (used for metric counts)."""
+    """Sum tensors over ranks in place (metric counts), wherever they live.
+
+    NCCL reduces CUDA tensors only: CPU tensors are copied to this rank's device, reduced
+    there and copied back, so the same call works under gloo (CPU) and NCCL (GPU).
+    """
     if not is_distributed():
         return
+    device = reduction_device()
     for t in tensors:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        buf = t if t.device == device else t.to(device)
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        if buf is not t:
+            t.copy_(buf)
 
 
 def broadcast_object(obj):

@@ -125,15 +125,43 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+class ShardSampler(torch.utils.data.Sampler):
+    """Evaluation sampler: rank r takes items r, r + W, r + 2W, ... — no padding, no repeats.
+
+    ``DistributedSampler`` pads the set to a multiple of the world size, so some samples would
+    be counted twice in the summed metrics; here every sample is evaluated exactly once.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
+        self.n = len(dataset)
+        self.num_replicas = du.get_world_size() if num_replicas is None else num_replicas
+        self.rank = du.get_rank() if rank is None else rank
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def set_epoch(self, epoch: int) -> None:  # same shards every epoch
+        pass
+
+
 def build_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0,
-                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False,
+                 evaluation: bool = False) -> DataLoader:
     """A DataLoader whose order depends only on ``(seed, epoch)``: call ``set_epoch``.
 
-    It always uses a :class:`DistributedSampler` (one replica outside torchrun), so a
-    resumed run sees exactly the batches the interrupted one would have seen.
+    Training loaders use a :class:`DistributedSampler` (one replica outside torchrun), so a
+    resumed run sees exactly the batches the interrupted one would have seen; evaluation
+    loaders (``evaluation=True``) a :class:`ShardSampler`, which counts every sample once.
     """
-    sampler = DistributedSampler(dataset, num_replicas=du.get_world_size(), rank=du.get_rank(),
-                                 shuffle=shuffle, seed=seed, drop_last=False)
+    if evaluation:
+        sampler = ShardSampler(dataset)
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=du.get_world_size(),
+                                     rank=du.get_rank(), shuffle=shuffle, seed=seed,
+                                     drop_last=False)
     # Workers hold a copy of the dataset: a dataset with per-epoch state (random crops keyed
     # by set_epoch) needs fresh workers each epoch to see it; others keep theirs.
     persistent = num_workers > 0 and not hasattr(dataset, "set_epoch")
@@ -145,7 +173,7 @@ def build_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     """Make the sampler's shuffle (and the dataset's random crops, if any) a function of epoch."""
-    if isinstance(loader.sampler, DistributedSampler):
+    if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
     if hasattr(loader.dataset, "set_epoch"):
         loader.dataset.set_epoch(epoch)
@@ -266,18 +294,26 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch
                     device: torch.device, epoch: int, *, amp: str = "none", scaler=None,
                     logger: Logger | None = None, global_step: int = 0, log_every: int = 10,
                     hooks: StepHooks | None = None, channels_last: bool = False,
-                    max_grad_norm: float | None = None, desc: str = "train") -> EpochResult:
-    """One pass over ``loader``: forward, task loss, backward, step. Returns mean stats."""
+                    max_grad_norm: float | None = None, desc: str = "train",
+                    skip_nan_batches: bool = False) -> EpochResult:
+    """One pass over ``loader``: forward, task loss, backward, step. Returns mean stats.
+
+    NaN S1 pixels are repaired by the dataset and counted; ``skip_nan_batches`` skips every
+    batch that held one instead (what the original did).
+    """
     hooks = hooks or StepHooks()
     model.train()
     meter = Averager()
-    nan_pixels = 0
+    nan_pixels = skipped = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"{desc} {epoch}", disable=not du.is_main_process(),
                dynamic_ncols=True, leave=False)
     for step, batch in enumerate(bar):
         if "s1_nan_pixels" in batch:
             nan_pixels += int(batch["s1_nan_pixels"].sum())
+            if skip_nan_batches and batch["s1_nan_pixels"].any():
+                skipped += 1
+                continue
         batch = to_device(batch, device, channels_last)
         with autocast(device, amp):
             outputs = model(batch)
@@ -318,13 +354,16 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch
     result = EpochResult(meter.means(), meter.count, seconds)
     result.stats["samples_per_s"] = meter.count * du.get_world_size() / max(seconds, 1e-9)
     result.stats["s1_nan_pixels"] = nan_pixels
+    if skip_nan_batches:
+        result.stats["skipped_nan_batches"] = skipped
     return result
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *,
              amp: str = "none", channels_last: bool = False, desc: str = "eval",
-             collect: Callable[[dict, torch.Tensor], None] | None = None) -> dict:
+             collect: Callable[[dict, torch.Tensor], None] | None = None,
+             skip_nan_batches: bool = False) -> dict:
     """Loss over the whole loader plus the task's metrics (summed over ranks).
 
     ``collect(batch, outputs)`` may keep a few predictions (e.g. maps for a figure).
@@ -334,6 +373,8 @@ def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *
     acc = task.new_accumulator()
     for batch in tqdm(loader, desc=desc, disable=not du.is_main_process(), dynamic_ncols=True,
                       leave=False):
+        if skip_nan_batches and "s1_nan_pixels" in batch and batch["s1_nan_pixels"].any():
+            continue
         batch = to_device(batch, device, channels_last)
         with autocast(device, amp):
             outputs = model(batch)
@@ -392,7 +433,7 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
         scaler=None, logger: Logger | None = None, step_scheduler=None, epoch_scheduler=None,
         hooks: StepHooks | None = None, channels_last: bool = False, log_every: int = 10,
         max_grad_norm: float | None = None, on_validation: Callable[[int, dict], None] | None = None,
-        ) -> list[dict]:
+        skip_nan_batches: bool = False) -> list[dict]:
     """The epoch loop: train, step the epoch schedule, validate, checkpoint (rank 0, atomic).
 
     ``make_checkpoint(epochs_done, last_val_stats)`` returns the dict to save; it is written
@@ -409,7 +450,7 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
         result = train_one_epoch(model, train_loader, task, optimizer, device, epoch, amp=amp,
                                  scaler=scaler, logger=logger, global_step=global_step,
                                  log_every=log_every, hooks=hooks, channels_last=channels_last,
-                                 max_grad_norm=max_grad_norm)
+                                 max_grad_norm=max_grad_norm, skip_nan_batches=skip_nan_batches)
         global_step += len(train_loader)
         if epoch_scheduler is not None:
             epoch_scheduler.step()
@@ -418,9 +459,11 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
             logger.scalars("train", result.stats, epoch + 1)
             logger.scalars("train", {"lr": optimizer.param_groups[0]["lr"]}, epoch + 1)
         last = epoch + 1 == epochs
-        if val_loader is not None and ((epoch + 1) % val_every == 0 or last):
+        # as the original: after epoch indices 0, N, 2N, ... (and always after the last)
+        if val_loader is not None and (epoch % val_every == 0 or last):
             val_stats = evaluate(model, val_loader, task, device, amp=amp,
-                                 channels_last=channels_last, desc=f"val {epoch}")
+                                 channels_last=channels_last, desc=f"val {epoch}",
+                                 skip_nan_batches=skip_nan_batches)
             record["val"] = val_stats
             if logger:
                 logger.scalars("val", headline(val_stats), epoch + 1)

@@ -7,6 +7,7 @@ to :func:`run_pretraining`.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ from utils import distributed as du
 from utils import engine
 
 LAST_CHECKPOINT = "checkpoint_last.pth"
+#: the original's 8 loader workers, capped at this machine's cores
+DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, image_px_size: int) -> None:
@@ -32,8 +35,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
     g.add_argument("--clip_sample_values", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=batch_size,
                    help="batch size per process")
-    g.add_argument("-j", "--workers", "--num_workers", dest="workers", type=int, default=2,
-                   help="DataLoader worker processes")
+    g.add_argument("-j", "--workers", "--num_workers", "--dataloader_workers", dest="workers",
+                   type=int, default=DEFAULT_WORKERS,
+                   help="DataLoader worker processes (the original's 8, capped at the CPU count)")
     r = parser.add_argument_group("run")
     r.add_argument("--output_dir", default=None, help="run folder: checkpoints, TensorBoard, config")
     r.add_argument("--resume", default=None,
@@ -67,14 +71,19 @@ def build_data(args) -> tuple:
                            random_crop=True, seed=args.seed)
     val_set = None
     if args.val_dir:
+        # ours: deterministic centre crops; the original drew random crops here too
         val_set = DFCDataset(args.val_dir, mode=args.val_mode,
                              clip_sample_values=args.clip_sample_values,
                              used_data_fraction=args.val_used_data_fraction,
                              image_px_size=args.image_px_size, cover_all_parts=False,
+                             random_crop=bool(getattr(args, "reproduce_original", False)),
                              seed=args.seed)
     pin = torch.cuda.is_available()
+    # drop_last as the original: every step sees a full batch of negatives
+    drop_last = len(train_set) >= args.batch_size * du.get_world_size()
     train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
-                                       num_workers=args.workers, seed=args.seed, pin_memory=pin)
+                                       num_workers=args.workers, seed=args.seed, pin_memory=pin,
+                                       drop_last=drop_last)
     val_loader = None
     if val_set is not None:
         val_loader = engine.build_loader(val_set, args.batch_size, shuffle=False,
@@ -84,7 +93,7 @@ def build_data(args) -> tuple:
 
 def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                     arch: str, temperature: float, train_loader, val_loader, device: torch.device,
-                    step_scheduler=None, config: dict | None = None,
+                    step_scheduler=None, epoch_scheduler=None, config: dict | None = None,
                     hooks: engine.StepHooks | None = None) -> list[dict]:
     """Resume if asked, train for ``args.epochs`` and write checkpoints in the published layout.
 
@@ -104,8 +113,9 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
         ckpt = torch.load(resume, map_location="cpu", weights_only=False)
         from_published_state_dict(model, ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        if step_scheduler is not None and ckpt.get("scheduler"):
-            step_scheduler.load_state_dict(ckpt["scheduler"])
+        schedule = step_scheduler or epoch_scheduler
+        if schedule is not None and ckpt.get("scheduler"):
+            schedule.load_state_dict(ckpt["scheduler"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         if ckpt.get("rng"):
@@ -125,7 +135,8 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             "arch": arch,
             "state_dict": to_published_state_dict(model),
             "optimizer": optimizer.state_dict(),
-            "scheduler": step_scheduler.state_dict() if step_scheduler is not None else None,
+            "scheduler": (step_scheduler or epoch_scheduler).state_dict()
+            if (step_scheduler or epoch_scheduler) is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": engine.rng_state(),
             "val_stats": val_stats,
@@ -145,6 +156,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             start_epoch=start_epoch, global_step=global_step, val_loader=val_loader,
             val_every=args.val_every, save_every=args.save_every, keep_every=args.keep_every,
             amp=args.amp, scaler=scaler, logger=logger, step_scheduler=step_scheduler,
+            epoch_scheduler=epoch_scheduler,
             hooks=hooks, channels_last=args.channels_last, log_every=args.log_every)
     finally:
         logger.close()

@@ -322,3 +322,52 @@ def test_original_segmentation_summed_across_ranks_equals_the_same_batches_on_on
     assert np.isfinite(one["original"]["average_accuracy"])
     # every state tensor is summable (what all_reduce_sum does)
     assert all(t.dtype in (torch.long, torch.float64) for t in MetricAccumulator("segmentation").state_tensors())
+
+
+def test_scores_table_shows_both_definitions():
+    from utils.report import scores_table
+
+    acc = MetricAccumulator("single_label")
+    for logits, target in _single_label_batches():
+        acc.update(logits, target)
+    s = acc.compute()
+    table = scores_table(s, "single_label")
+    assert f"| overall accuracy | {100 * s['overall_accuracy']:.2f} |" in table
+    assert f"| overall accuracy (original) | {100 * s['original']['overall_accuracy']:.2f} |" in table
+    assert f"| average accuracy (original) | {100 * s['original']['average_accuracy']:.2f} |" in table
+    assert "| class | accuracy | accuracy (orig.) |" in table
+    assert "| no data (255) | – | 0.00 |" in table
+    # scores from before the original's definitions: the old layout
+    old = {k: v for k, v in s.items() if k != "original"}
+    assert "original" not in scores_table(old, "single_label") and "255" not in scores_table(old, "single_label")
+
+    acc = MetricAccumulator("segmentation")
+    for logits, target in _random_segmentation():
+        acc.update(logits, target)
+    table = scores_table(acc.compute(), "segmentation")
+    assert "| average accuracy (original) | – |" in table  # NaN: class 3 absent from a batch
+    assert "| class | accuracy | iou | accuracy (orig.) |" in table
+
+
+def test_results_table_has_original_columns(tmp_path):
+    import json
+
+    from utils.results import find_results, results_tables
+
+    runs = [("single_label", {"average_accuracy": 0.5, "overall_accuracy": 0.75,
+                              "original": {"average_accuracy": 0.4, "overall_accuracy": 0.7}}),
+            ("multi_label", {"average_f1": 0.6, "overall_f1": 0.65,
+                             "original": {"average_precision": 0.1, "average_recall": 0.2, "average_f1": 0.3}}),
+            ("segmentation", {"average_accuracy": 0.4, "overall_accuracy": 0.6, "miou": 0.3})]
+    for i, (task, scores) in enumerate(runs):
+        (tmp_path / f"run{i}").mkdir()
+        (tmp_path / f"run{i}" / "results.json").write_text(json.dumps(
+            {"run_name": f"r{i}", "model": "M", "setting": "s", "task": task, "finetuning": True,
+             "checkpoint": None, "scores": scores}))
+    table = results_tables(find_results([str(tmp_path)]))
+    assert "| run | model | setting | AA | OA | AA (orig.) | OA (orig.) |" in table
+    assert "| r0 | M | fine-tuned | 50.00 | 75.00 | 40.00 | 70.00 |" in table
+    assert "| avg P (orig.) | avg R (orig.) | avg F1 (orig.) |" in table
+    assert "| 65.00 | 10.00 | 20.00 | 30.00 |" in table
+    assert "| AA | OA | mIoU | AA (orig.) |" in table
+    assert "| 40.00 | 60.00 | 30.00 | – |" in table  # an older run: no original scores

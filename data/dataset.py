@@ -19,7 +19,8 @@ from .labels import (DFC10_TO_DFC8, DFC_CLASSES, IGBP_TO_DFC8, IGNORE_INDEX, NUM
 from .reader import PatchGeo, SEN12MSReader
 from .transforms import preprocess_s1, preprocess_s2
 
-__all__ = ["DFCDataset", "MODES", "BUNDLED_SPLITS", "read_observations", "observation_files", "tile_offsets"]
+__all__ = ["DFCDataset", "MODES", "BUNDLED_SPLITS", "read_observations", "observation_files", "tile_offsets",
+           "subset_indices", "SAMPLING_SEED"]
 
 Sample = Dict[str, Any]
 
@@ -33,6 +34,25 @@ _MODE_PARTS: Dict[str, Tuple[str, ...]] = {
 }
 BUNDLED_SPLITS = Path(__file__).resolve().parent / "splits"
 """Folder of the observation lists shipped with the code."""
+SAMPLING_SEED = 42
+"""The original's ``sampling_seed``: fixed, whatever the run's ``--seed``."""
+
+
+def subset_indices(n: int, fraction: float, seed: int = SAMPLING_SEED) -> np.ndarray:
+    """Sorted positions of the observations that ``used_data_fraction=fraction`` keeps.
+
+    The original's pandas selection, reproduced with numpy alone:
+    ``observations.sample(frac=fraction, random_state=seed).sort_index()`` draws
+    ``np.random.RandomState(seed).choice(n, size=round(fraction * n), replace=False)``
+    (Python's ``round``: halves go to the even number) and sorting restores list order.
+    Checked against real pandas in ``tests/fixtures/original_subsets.json``. The result
+    may be empty (e.g. ``fraction * n < 0.5``), as in the original.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    size = round(fraction * n)
+    chosen = np.random.RandomState(seed).choice(n, size=size, replace=False)
+    return np.sort(chosen.astype(np.int64, copy=False))
 
 
 def observation_files(
@@ -130,7 +150,11 @@ class DFCDataset(Dataset):
 
     Observation lists, by precedence: ``observations_csv`` > ``<base_dir>/<mode>_observations.csv``
     > bundled ``data/splits/`` (``_balanced_classes`` variants with ``balanced_classes``).
-    ``used_data_fraction`` < 1 keeps a random subset (``seed``), in list order.
+    ``used_data_fraction`` < 1 keeps the original's subset (:func:`subset_indices`: pandas'
+    ``sample(frac=..., random_state=sampling_seed)``, ``sampling_seed`` 42 whatever ``seed``
+    is), in list order. With ``cover_all_parts`` the original samples after expanding each
+    patch into ``int(256**2 / size**2)`` parts: one per patch at 224 px, so the same subset;
+    at smaller sizes it sampled parts, here whole patches are sampled, then tiled.
 
     Crops (``image_px_size`` < 256; all sensors of a sample share one rasterio window):
 
@@ -164,6 +188,7 @@ class DFCDataset(Dataset):
         seed: int = 42,
         observations_csv: Optional[Union[str, Path]] = None,
         random_crop: Optional[bool] = None,
+        sampling_seed: int = SAMPLING_SEED,
     ) -> None:
         self.reader = SEN12MSReader(base_dir)
         self.base_dir = self.reader.root
@@ -184,6 +209,7 @@ class DFCDataset(Dataset):
         self.cover_all_parts = cover_all_parts
         self.balanced_classes = balanced_classes
         self.seed = seed
+        self.sampling_seed = sampling_seed
         self.has_dfc = mode in DFC2020_MODES
         self.random_crop = (mode == "sen12ms") if random_crop is None else bool(random_crop)
 
@@ -191,8 +217,12 @@ class DFCDataset(Dataset):
         parts = [read_observations(p) for p in self.observation_files]
         seasons, scenes, patches = (np.concatenate(cols) for cols in zip(*parts))
         if used_data_fraction < 1.0 and len(seasons):
-            keep = max(1, int(len(seasons) * used_data_fraction))
-            chosen = np.sort(np.random.default_rng(seed).choice(len(seasons), keep, replace=False))
+            chosen = subset_indices(len(seasons), used_data_fraction, sampling_seed)
+            if not len(chosen):
+                raise DatasetError(
+                    f"used_data_fraction={used_data_fraction} of {len(seasons)} {mode} observations "
+                    f"keeps none (round({used_data_fraction * len(seasons):.3g}) = 0, the original's "
+                    f"pandas rounding); use a larger fraction")
             seasons, scenes, patches = seasons[chosen], scenes[chosen], patches[chosen]
         self._seasons, self._scenes, self._patches = seasons, scenes, patches
         self._season_list = list(Season)

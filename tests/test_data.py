@@ -1,6 +1,8 @@
 """Data layer against the original's fixture: samples, labels, normalisation, reader, errors."""
 
+import hashlib
 import io
+import json
 import lzma
 import shutil
 
@@ -12,7 +14,7 @@ from rasterio.windows import Window
 
 from data import DFCDataset, SEN12MSReader, Season, Sensor
 from data.bands import SENSORS, parse_season
-from data.dataset import BUNDLED_SPLITS, observation_files, read_observations, tile_offsets
+from data.dataset import BUNDLED_SPLITS, observation_files, read_observations, subset_indices, tile_offsets
 from data.errors import DatasetError, DatasetNotFoundError
 from data.labels import (
     DFC_CLASSES, DFC_COLORS, IGBP_TO_DFC, IGBP_TO_DFC8, IGNORE_INDEX, colorize, dfc10_to_dfc8,
@@ -279,3 +281,30 @@ def test_set_epoch_makes_random_crops_a_function_of_epoch_and_index(sample_root)
     assert [a.window(i) for i in (5, 6)] == [b.window(i) for i in (5, 6)]
     b.set_epoch(3)
     assert [a.window(i) for i in range(8)] != [b.window(i) for i in range(8)]
+
+
+def test_subset_indices_equal_the_originals_pandas_sample(fixture_dir):
+    # made with real pandas by tests/fixtures/make_original_subsets.py
+    fixture = json.loads((fixture_dir / "original_subsets.json").read_text())
+    for case in fixture["cases"]:
+        got = subset_indices(case["n"], case["fraction"], case.get("seed", 42))
+        where = f"n={case['n']} fraction={case['fraction']}"
+        assert len(got) == case["count"], where
+        if "indices" in case:
+            assert got.tolist() == case["indices"], where
+        else:
+            assert hashlib.sha256(got.astype(np.int64).tobytes()).hexdigest() == case["sha256"], where
+            assert got[:5].tolist() == case["first"] and got[-5:].tolist() == case["last"], where
+
+
+def test_used_data_fraction_uses_the_fixed_sampling_seed(sample_root):
+    full = DFCDataset(sample_root, mode="dfc")
+    obs = [full.observation(i) for i in range(len(full))]
+    expected = [obs[i] for i in subset_indices(len(obs), 0.5)]
+    for seed in (0, 7):  # the run's seed does not change the subset (the original's sampling_seed=42)
+        half = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, seed=seed)
+        assert [half.observation(i) for i in range(len(half))] == expected
+    other = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=7)
+    assert [other.observation(i) for i in range(len(other))] == [obs[i] for i in subset_indices(len(obs), 0.5, 7)]
+    with pytest.raises(DatasetError, match="keeps none"):
+        DFCDataset(sample_root, mode="dfc", used_data_fraction=1 / (4 * len(obs)))

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from data import DFCDataset, SEN12MSReader, Season, Sensor
 from data.bands import DFC2020_SEASONS, SEN12MS_SEASONS
 from data.dataset import read_observations
+from data.errors import DatasetError
 from data.labels import dfc10_to_dfc8, igbp_to_dfc8, multilabel_one_hot, single_label
 from data.sample import DEFAULT_PATCHES, generate_sample_dataset, main
 from data.transforms import preprocess_s1
@@ -208,15 +209,18 @@ def test_crop_sensors_share_the_window(sample_root):
 
 def test_used_data_fraction(sample_root):
     full = [DFCDataset(sample_root, mode="dfc").observation(i) for i in range(16)]
-    half = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, seed=7)
+    half = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=7)
     picked = [half.observation(i) for i in range(len(half))]
     assert len(half) == 8 and set(picked) <= set(full)
     assert picked == sorted(picked, key=full.index)  # list order kept
-    again = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, seed=7)
+    again = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=7)
     assert picked == [again.observation(i) for i in range(8)]
-    other = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, seed=8)
+    other = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=8)
     assert picked != [other.observation(i) for i in range(8)]
-    assert len(DFCDataset(sample_root, mode="dfc", used_data_fraction=0.01)) == 1
+    # the original's pandas rounding: round(0.1 * 16) = 2; round(0.01 * 16) = 0 is an error
+    assert len(DFCDataset(sample_root, mode="dfc", used_data_fraction=0.1)) == 2
+    with pytest.raises(DatasetError, match="keeps none"):
+        DFCDataset(sample_root, mode="dfc", used_data_fraction=0.01)
 
 
 def test_balanced_classes_csv(sample_root):

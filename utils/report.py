@@ -19,6 +19,20 @@ PER_CLASS = {
     "multi_label": ["per_class_precision", "per_class_recall", "per_class_f1"],
     "segmentation": ["per_class_accuracy", "per_class_iou"],
 }
+# the original's definitions, in ``scores["original"]`` (see utils.metrics), to set a run
+# beside the paper's numbers; the original has no overall accuracy or IoU for segmentation
+ORIGINAL_HEADLINE = {
+    "single_label": ["average_accuracy", "overall_accuracy"],
+    "multi_label": ["average_precision", "average_recall", "average_f1",
+                    "overall_precision", "overall_recall", "overall_f1"],
+    "segmentation": ["average_accuracy"],
+}
+ORIGINAL_PER_CLASS = {
+    "single_label": ["per_class_accuracy"],
+    "multi_label": ["per_class_precision", "per_class_recall", "per_class_f1"],
+    "segmentation": ["per_class_accuracy"],
+}
+NO_DATA_ROW = "no data (255)"
 
 
 def _pct(v) -> str:
@@ -26,16 +40,32 @@ def _pct(v) -> str:
 
 
 def scores_table(scores: dict, task: str, class_names=CLASS_NAMES) -> str:
-    """A markdown table: headline metrics, then one row per class (values in %)."""
+    """A markdown table: headline metrics, then one row per class (values in %).
+
+    The project's whole-set metrics come first; where ``scores["original"]`` is present
+    (runs since the original's definitions were added), the original's follow, marked
+    "(original)" / "(orig.)", so the numbers can be set beside the paper's. The original's
+    single-label per-class accuracy has a 255 entry: the extra "no data (255)" row.
+    """
+    original = scores.get("original") or {}
     lines = ["| metric | value (%) |", "|---|---|"]
     for key in HEADLINE[task]:
         lines.append(f"| {key.replace('_', ' ')} | {_pct(scores.get(key))} |")
-    per_class = [k for k in PER_CLASS[task] if k in scores]
-    if per_class:
-        lines += ["", "| class | " + " | ".join(k.replace("per_class_", "") for k in per_class) + " |",
-                  "|---" * (len(per_class) + 1) + "|"]
-        for i, name in enumerate(class_names):
-            lines.append(f"| {name} | " + " | ".join(_pct(scores[k][i]) for k in per_class) + " |")
+    if original:
+        for key in ORIGINAL_HEADLINE[task]:
+            lines.append(f"| {key.replace('_', ' ')} (original) | {_pct(original.get(key))} |")
+    columns = [(k.replace("per_class_", ""), scores[k]) for k in PER_CLASS[task] if k in scores]
+    columns += [(k.replace("per_class_", "") + " (orig.)", original[k])
+                for k in ORIGINAL_PER_CLASS[task] if k in original]
+    if columns:
+        names = list(class_names)
+        if any(len(values) > len(names) for _, values in columns):
+            names.append(NO_DATA_ROW)
+        lines += ["", "| class | " + " | ".join(title for title, _ in columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        for i, name in enumerate(names):
+            lines.append(f"| {name} | " + " | ".join(
+                _pct(values[i] if i < len(values) else None) for _, values in columns) + " |")
     return "\n".join(lines)
 
 

@@ -4,7 +4,11 @@
 
 Each run folder holds the ``results.json`` written by ``train_evaluation.py``. One table
 per task (single-label, multi-label, segmentation); rows are model × setting, columns the
-headline metrics in %.
+headline metrics in %: the project's whole-set metrics, then the original's definitions
+("(orig.)", from ``scores["original"]``) to set a row beside the paper's. The original's
+overall (micro) multi-label P/R/F1 equal the project's unless there is no true positive at
+all (0 there, NaN here), so only its averages get columns. Runs from before the original's
+definitions were recorded show "–" there.
 """
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ TITLES = {"single_label": "Single-label classification", "multi_label": "Multi-l
 SHORT = {"average_accuracy": "AA", "overall_accuracy": "OA", "miou": "mIoU",
          "average_precision": "avg P", "average_recall": "avg R", "average_f1": "avg F1",
          "overall_precision": "OA P", "overall_recall": "OA R", "overall_f1": "OA F1"}
+# the original's definitions shown as extra columns (keys of scores["original"])
+ORIGINAL_COLUMNS = {
+    "single_label": ["average_accuracy", "overall_accuracy"],
+    "multi_label": ["average_precision", "average_recall", "average_f1"],
+    "segmentation": ["average_accuracy"],
+}
 
 
 def find_results(paths: list[str]) -> list[Path]:
@@ -44,14 +54,18 @@ def results_tables(files: list[Path]) -> str:
         if not rows:
             continue
         cols = HEADLINE[task]
+        orig = ORIGINAL_COLUMNS[task]
+        titles = [SHORT[c] for c in cols] + [f"{SHORT[c]} (orig.)" for c in orig]
         out += [f"### {TITLES[task]}", "",
-                "| run | model | setting | " + " | ".join(SHORT[c] for c in cols) + " |",
-                "|---|---|---|" + "---|" * len(cols)]
+                "| run | model | setting | " + " | ".join(titles) + " |",
+                "|---|---|---|" + "---|" * len(titles)]
         for r in sorted(rows, key=lambda r: (r["model"], r["setting"])):
             setting = ("fine-tuned" if r.get("finetuning") else "frozen") + \
                       (" (from SSL)" if r.get("checkpoint") else "")
+            original = r["scores"].get("original") or {}
+            values = [r["scores"].get(c) for c in cols] + [original.get(c) for c in orig]
             out.append(f"| {r['run_name']} | {r['model']} | {setting} | " +
-                       " | ".join(_pct(r["scores"].get(c)) for c in cols) + " |")
+                       " | ".join(_pct(v) for v in values) + " |")
         out.append("")
     return "\n".join(out) if out else "no finished runs found\n"
 

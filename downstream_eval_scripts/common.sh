@@ -7,8 +7,15 @@
 #   OUTPUT_ROOT          where run folders go                       (default: runs/eval)
 #   PYTHON               interpreter           (default: .venv/bin/python if present, else python3)
 #   EPOCHS, BATCH_SIZE, NUM_WORKERS   optional overrides (e.g. EPOCHS=1 for a smoke run)
-# Any extra arguments of a script are passed on to train_evaluation.py (they win).
+#   REPRODUCE_ORIGINAL   1: pass --reproduce_original (the original code's behaviour where the
+#                        project fixes it; see train_evaluation.py --help)   (default: unset, off)
+# Each script passes the flags of the paper's script for its setting (HSG-AIML/SSLTransformerRS,
+# downstream_eval_scripts/); the overrides above come after them, and any extra arguments of
+# a script come last, so they win over both.
 set -euo pipefail
+
+# The calling script's own arguments (`source` without arguments keeps them); run_eval adds them.
+SCRIPT_ARGS=("$@")
 
 EVAL_SCRIPTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$EVAL_SCRIPTS_DIR/.." && pwd)
@@ -38,7 +45,8 @@ checkpoint() {
   echo "$path"
 }
 
-# run_eval ARGS...: train_evaluation.py with the run named after the calling script.
+# run_eval FLAGS...: train_evaluation.py with the run named after the calling script:
+# FLAGS (the setting), then the overrides from the environment, then the script's arguments.
 run_eval() {
   local script name extra=()
   script=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)/$(basename "${BASH_SOURCE[1]}" .sh)
@@ -46,8 +54,9 @@ run_eval() {
   [[ -n "${EPOCHS:-}" ]] && extra+=(--epochs "$EPOCHS")
   [[ -n "${BATCH_SIZE:-}" ]] && extra+=(--batch_size "$BATCH_SIZE")
   [[ -n "${NUM_WORKERS:-}" ]] && extra+=(--num_workers "$NUM_WORKERS")
+  [[ "${REPRODUCE_ORIGINAL:-0}" == 1 ]] && extra+=(--reproduce_original)
   cd "$REPO_ROOT"
   echo ">>> $name"
   "$PYTHON" train_evaluation.py --train_dir "$DFC_ROOT" --val_dir "$DFC_ROOT" \
-    --output_dir "$OUTPUT_ROOT/$name" --run_name "$(basename "$name")" "${extra[@]}" "$@"
+    --output_dir "$OUTPUT_ROOT/$name" --run_name "$(basename "$name")" "$@" "${extra[@]}" "${SCRIPT_ARGS[@]}"
 }

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
 # DFC2020 segmentation: dual Swin-T + SwinUNet decoders trained from scratch.
+# This project's addition: the original has no segmentation scripts; the flags are those of its
+# Swin-T SSL classification scripts (lr 3e-06, batch 32, seed 44, 224 px).
 source "$(dirname "$0")/../common.sh"
-run_eval --target dfc --model DoubleSwinTransformerSegmentation --finetuning "$@"
+run_eval --target dfc --model DoubleSwinTransformerSegmentation --finetuning --learning_rate 3e-06 --batch_size 32 --seed 44 --image_px_size 224

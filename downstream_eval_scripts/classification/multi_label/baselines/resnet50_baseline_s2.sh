@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
 # DFC2020 multi-label classification: ResNet50 supervised baseline, Sentinel-2 only.
+# Flags of the original's resnet50_baseline_multi_s2.sh (HSG-AIML/SSLTransformerRS); not passed: --checkpoint (ignored by its baselines), --wandb_project.
 source "$(dirname "$0")/../../../common.sh"
-run_eval --target dfc_multilabel_one_hot --model resnet50 --base_model resnet50 --s1_input_channels 0 --finetuning "$@"
+run_eval --target dfc_multilabel_one_hot --model resnet50 --s1_input_channels 0 --s2_input_channels 13 --finetuning --learning_rate 3e-06 --seed 44 --image_px_size 224

@@ -108,6 +108,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                  "--simclr_dataset", "--create_validation_set", "--transforms", "--embedding_size",
                  "--out_dim"):
         c.add_argument(flag, action=IgnoredFlag, note="no effect in the paper's settings")
+    p.set_defaults(ignored_flags={})
     return p
 
 

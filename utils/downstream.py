@@ -51,6 +51,7 @@ class TrainingPlan:
     backbone_lr: float | None   # None: the backbone is frozen
     head_lr: float
     description: str
+    single_group: bool = False  # one group "all" (the original passed model.parameters())
 
 
 def plan_training(model_name: str, *, finetuning: bool, learning_rate: float,
@@ -59,10 +60,12 @@ def plan_training(model_name: str, *, finetuning: bool, learning_rate: float,
     kind = family(model_name)
     if kind == "baseline":
         return TrainingPlan(False, learning_rate, learning_rate,
-                            f"baseline: every parameter at {learning_rate:g} (--finetuning ignored)")
+                            f"baseline: every parameter at {learning_rate:g} (--finetuning ignored)",
+                            single_group=True)
     if kind == "segmentation" and reproduce_original:
         lr = classifier_lr if finetuning else learning_rate
-        return TrainingPlan(False, lr, lr, f"segmentation (original): every parameter at {lr:g}")
+        return TrainingPlan(False, lr, lr, f"segmentation (original): every parameter at {lr:g}",
+                            single_group=True)
     if finetuning:
         return TrainingPlan(False, learning_rate, classifier_lr,
                             f"fine-tuning: backbones at {learning_rate:g}, "
@@ -79,7 +82,7 @@ def apply_plan(model: nn.Module, plan: TrainingPlan, *, frozen_in_train_mode: bo
     model.freeze_backbone(plan.freeze_backbone)
     if plan.freeze_backbone and frozen_in_train_mode:
         model.backbone_frozen = False   # the original: BatchNorm / drop path stay active
-    if plan.backbone_lr == plan.head_lr and not plan.freeze_backbone:
+    if plan.single_group:
         return [{"name": "all", "params": [p for p in model.parameters() if p.requires_grad],
                  "lr": plan.head_lr}]
     return model.parameter_groups(backbone_lr=plan.backbone_lr or 0.0, head_lr=plan.head_lr)

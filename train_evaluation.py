@@ -119,7 +119,10 @@ def setting_name(args) -> str:
         inputs = "s1"
     else:
         inputs = "s1s2"
-    mode = "finetuned" if args.finetuning else "frozen"
+    if args.model in BASELINES:
+        mode = "baseline"   # trained from scratch, every parameter (--finetuning is ignored)
+    else:
+        mode = "finetuned" if args.finetuning else "frozen"
     return f"{args.model}_{args.target}_{inputs}_{mode}"
 
 

@@ -92,8 +92,7 @@ def main(argv=None) -> int:
 
     print("\n=== 2./3. linear evaluation and fine-tuning on DFC2020 (sample) ===")
     downstream = ["--train_dir", str(data), "--val_dir", str(data), "--batch_size", "16",
-                  "--num_workers", "0", "--resume", "auto", "--classifier_lr", "1e-3",
-                  "--learning_rate", "1e-4"]
+                  "--num_workers", "0", "--resume", "auto"]
 
     def schedule(epochs: int) -> list[str]:  # validate and save once, at the end; no LR drop
         return ["--epochs", str(epochs), "--validation_every", str(epochs), "--save_every",
@@ -125,7 +124,11 @@ def main(argv=None) -> int:
         cost = ["--batch_size", "4" if "dfc" in extra else "8"] if slow else []
         if "dfc" in extra:  # segmentation: every patch has many labelled pixels; half the patches do
             cost += ["--train_used_data_fraction", "0.5"]
-        run(["train_evaluation.py", *downstream, *schedule(epochs), *extra, *cost,
+        # a linear head (or frozen-encoder decoders) learns at --learning_rate; fine-tuning puts
+        # the backbone at --learning_rate and the head at --classifier_lr
+        lrs = (["--learning_rate", "1e-3"] if "--no-finetuning" in extra
+               else ["--learning_rate", "1e-4", "--classifier_lr", "1e-3"])
+        run(["train_evaluation.py", *downstream, *schedule(epochs), *extra, *cost, *lrs,
              "--run_name", name, "--output_dir", str(out / name)])
 
     print("\n=== 4. results ===")

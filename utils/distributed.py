@@ -38,11 +38,14 @@ def init_distributed(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         print("warning: --device cuda asked for but no CUDA device is available; using the CPU")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not is_distributed():
+    # under torchrun (RANK and WORLD_SIZE set) join the group, even a one-process one
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not is_distributed():
         backend = "nccl" if want_cuda else "gloo"
         if want_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
+        if dist.get_rank() == 0:
+            print(f"process group: {backend}, {dist.get_world_size()} process(es)")
     if want_cuda:
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

@@ -177,6 +177,8 @@ def main(args, hooks=None) -> dict:
             options["img_size"] = args.image_px_size
     model = create_model(args.model, num_classes=args.n_classes, checkpoint=args.checkpoint,
                          **options).to(device)
+    if model.load_report is not None and du.is_main_process():
+        print(f"checkpoint: {model.load_report.summary()}")
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     groups = apply_plan(model, plan, frozen_in_train_mode=args.reproduce_original)

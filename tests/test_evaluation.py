@@ -39,6 +39,13 @@ def test_classification_targets_end_to_end(sample_root, tmp_path, target, task, 
     ckpt = torch.load(tmp_path / "checkpoint_last.pth", weights_only=True)
     assert {"model_weights", "optim_state", "val_stats", "epochs"} <= set(ckpt)
     assert ckpt["epochs"] == 2 and ckpt["model_name"] == "DoubleResNetSimCLRDownstream"
+    # one log.jsonl line per epoch with every scalar, both LRs of fine-tuning, the validations
+    # after epoch indices 0 and 1 (the last); log.txt holds the printed epoch lines
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert lines[0]["lr/backbone"] == 1e-5 and lines[0]["lr/head"] == 3e-6
+    assert all("train/loss" in r and f"val/{metric}" in r for r in lines)
+    assert (tmp_path / "log.txt").read_text().count("epoch ") == 2
 
 
 def test_linear_evaluation_leaves_the_backbone_untouched(sample_root, tmp_path):

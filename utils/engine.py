@@ -203,12 +203,21 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False) ->
 
 # ------------------------------------------------------------------------ logging
 class Logger:
-    """TensorBoard scalars/figures on rank 0 (a no-op on other ranks or without a folder)."""
+    """Run records on rank 0 (a no-op on other ranks or without a folder).
+
+    * TensorBoard scalars and figures;
+    * ``log.txt``: every line the run prints about its progress (one per epoch), timestamped;
+    * ``log.jsonl``: one JSON object per epoch with every scalar (train, val, LRs per group),
+      easy to load with ``pandas.read_json(path, lines=True)``.
+    """
 
     def __init__(self, log_dir: str | Path | None):
         self.writer = None
+        self.log_dir = None
         if log_dir is not None and du.is_main_process():
             from torch.utils.tensorboard import SummaryWriter
+            self.log_dir = Path(log_dir)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
             self.writer = SummaryWriter(str(log_dir))
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
@@ -221,6 +230,27 @@ class Logger:
     def figure(self, tag: str, fig, step: int) -> None:
         if self.writer is not None:
             self.writer.add_figure(tag, fig, step)
+
+    def text(self, line: str) -> None:
+        """Append a line to ``log.txt``."""
+        if self.log_dir is not None:
+            with open(self.log_dir / "log.txt", "a") as fp:
+                fp.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}\n")
+
+    def record(self, record: dict) -> None:
+        """Append one epoch's scalars to ``log.jsonl``."""
+        if self.log_dir is None:
+            return
+        flat = {}
+        for part, values in record.items():
+            if isinstance(values, dict):
+                flat.update({f"{part}/{k}": v for k, v in headline(values).items()})
+                flat.update({f"{part}/{k}": v for k, v in values.items()
+                             if isinstance(v, int) and not isinstance(v, bool)})
+            else:
+                flat[part] = values
+        with open(self.log_dir / "log.jsonl", "a") as fp:
+            fp.write(json.dumps(flat, default=float) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -457,7 +487,8 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
         record = {"epoch": epoch + 1, "train": result.stats}
         if logger:
             logger.scalars("train", result.stats, epoch + 1)
-            logger.scalars("train", {"lr": optimizer.param_groups[0]["lr"]}, epoch + 1)
+            logger.scalars("lr", {g.get("name", str(i)): g["lr"]
+                                  for i, g in enumerate(optimizer.param_groups)}, epoch + 1)
         last = epoch + 1 == epochs
         # as the original: after epoch indices 0, N, 2N, ... (and always after the last)
         if val_loader is not None and (epoch % val_every == 0 or last):
@@ -469,6 +500,7 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
                 logger.scalars("val", headline(val_stats), epoch + 1)
             if on_validation is not None:
                 on_validation(epoch + 1, val_stats)
+        record["lr"] = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         if du.is_main_process():
             line = f"epoch {epoch + 1}/{epochs}  {describe(result.stats)}"
             if "val" in record:
@@ -476,6 +508,9 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
             if result.stats.get("s1_nan_pixels"):
                 line += f"  (repaired {int(result.stats['s1_nan_pixels'])} NaN S1 pixels)"
             tqdm.write(line)
+            if logger:
+                logger.text(line)
+                logger.record(record)
             if (epoch + 1) % save_every == 0 or last:
                 ckpt = make_checkpoint(epoch + 1, val_stats)
                 ckpt["global_step"] = global_step

@@ -11,7 +11,7 @@ RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
 
 def _run(*args, cwd):
-    proc = subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    proc = subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, cwd=cwd, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     return proc.stdout
 

@@ -113,7 +113,7 @@ def run_script(tmp_path):
         out_file = tmp_path / "argv.json"
         out_file.unlink(missing_ok=True)
         out = subprocess.run(["bash", str(script), *args], cwd=tmp_path, capture_output=True, text=True,
-                             env={**base, "ARGV_OUT": str(out_file), **env}, timeout=60)
+                             env={**base, "ARGV_OUT": str(out_file), **env}, timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr
         argv = json.loads(out_file.read_text())
         assert argv[0] == "train_evaluation.py"

@@ -29,13 +29,19 @@ class _DualEncoders(SensorModel):
     def branches(self) -> List[Tuple[str, nn.Module]]:
         return [(s, getattr(self, _BRANCH[s])) for s in SENSORS if s in self.in_chans]
 
-    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Concatenated pooled features (B, sum of encoder widths)."""
+    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Unpooled feature map of each used sensor's encoder, ``{sensor: map}`` (timm's meaning)."""
         xs = self.check_inputs(batch)
-        return torch.cat([enc.forward_pooled(xs[s]) for s, enc in self.branches()], dim=1)
+        return {s: enc.forward_features(xs[s]) for s, enc in self.branches()}
+
+    def forward_head(self, features: Mapping[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Pool each map, concatenate (S1 first) and classify; ``pre_logits``: the fused features."""
+        x = torch.cat([enc.forward_head(features[s], pre_logits=True) for s, enc in self.branches()],
+                      dim=1)
+        return x if pre_logits else self.fc(x)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.fc(self.forward_features(batch))
+        return self.forward_head(self.forward_features(batch))
 
 
 class DoubleResNetSimCLRDownstream(_DualEncoders):
@@ -69,8 +75,16 @@ class ResNetBaseline(SensorModel):
         self.backbone = ResNet(base_model, sum(self.in_chans.values()), num_classes=0)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
 
+    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Unpooled feature map of the encoder on the concatenated bands."""
+        return self.backbone.forward_features(concat_sensors(self.check_inputs(batch)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.backbone.forward_head(x, pre_logits=True)
+        return x if pre_logits else self.fc(x)
+
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.fc(self.backbone.forward_pooled(concat_sensors(self.check_inputs(batch))))
+        return self.forward_head(self.forward_features(batch))
 
 
 class SwinBaseline(SensorModel):
@@ -86,8 +100,16 @@ class SwinBaseline(SensorModel):
         self.backbone = SwinEncoder(sum(self.in_chans.values()), img_size=img_size, drop_path_rate=drop_path_rate)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
 
+    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Unpooled feature map of the encoder on the concatenated bands."""
+        return self.backbone.forward_features(concat_sensors(self.check_inputs(batch)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.backbone.forward_head(x, pre_logits=True)
+        return x if pre_logits else self.fc(x)
+
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.fc(self.backbone.forward_pooled(concat_sensors(self.check_inputs(batch))))
+        return self.forward_head(self.forward_features(batch))
 
 
 class DoubleSwinTransformerDownstream(_DualEncoders):
@@ -144,6 +166,6 @@ class DoubleSwinTransformerSegmentation(_DualEncoders):
         return self.output(x.permute(0, 3, 1, 2))       # (B, num_classes, H, W)
 
     def forward_features(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Per-sensor pooled encoder features (for inspection)."""
+        """Unpooled final (normed) encoder tokens of each used sensor, ``{sensor: (B, h, w, 768)}``."""
         xs = self.check_inputs(batch)
-        return {s: enc.forward_pooled(xs[s]) for s, enc in self.branches()}
+        return {s: enc.forward_features(xs[s]) for s, enc in self.branches()}

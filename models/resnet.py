@@ -53,9 +53,5 @@ class ResNet(_TVResNet):
         x = torch.flatten(self.avgpool(x), 1)
         return x if pre_logits else self.fc(x)
 
-    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> pooled features (B, num_features), before ``fc``."""
-        return self.forward_head(self.forward_features(x), pre_logits=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

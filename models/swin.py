@@ -51,7 +51,8 @@ class SwinEncoder(SwinTransformer):
     """Swin Transformer encoder without classifier (timm layout, NHWC tokens).
 
     ``forward(x)`` -> pooled features (B, 768) = the original ``forward_features`` (final norm +
-    average pool); ``forward_features(x)`` -> final normed tokens (B, h, w, 768);
+    average pool); ``forward_features(x)`` -> final normed tokens (B, h, w, 768), unpooled (timm);
+    ``forward_head(tokens, pre_logits=True)`` pools them;
     ``forward_unet(x)`` -> (final tokens, final normed tokens, four skips) for the SwinUNet decoder.
     """
 
@@ -76,10 +77,6 @@ class SwinEncoder(SwinTransformer):
         self.img_size = img_size
         self.window_size = window_size
         enable_fused_attn(self, fused_attn)
-
-    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, num_features) after the final norm and average pooling."""
-        return self.forward_head(self.forward_features(x), pre_logits=True)
 
     def forward_unet(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """Return (final tokens, final normed tokens, skips), all NHWC.

@@ -314,7 +314,9 @@ def test_single_sensor_swin_matches_reference(expected, inputs):
                          checkpoint={"state_dict": sd}).eval()
     assert model.fc.in_features == 768 and not hasattr(model, "backbone1")
     with torch.no_grad():
-        feats = model.forward_features({"s2": inputs["s2"]})
+        maps = model.forward_features({"s2": inputs["s2"]})
+        feats = model.forward_head(maps, pre_logits=True)
+    assert set(maps) == {"s2"} and maps["s2"].shape[1:] == (7, 7, 768)   # unpooled, timm's meaning
     torch.testing.assert_close(feats, expected["swin_pretrain"]["s2"], **TOL)
 
 

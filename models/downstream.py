@@ -26,6 +26,18 @@ class _DualEncoders(SensorModel):
     backbone_names = ("backbone1", "backbone2")
     branch_prefixes = {"s1": ("backbone1.",), "s2": ("backbone2.",)}
 
+    def _build_swin_encoders(self, s1_input_channels: int, s2_input_channels: int, img_size: int,
+                             drop_path_rate: float, decoders: bool = False) -> None:
+        """One Swin-T encoder per used sensor (``backbone1`` = S1, ``backbone2`` = S2), each
+        followed by its SwinUNet decoder (``decoder1/2``) if ``decoders``."""
+        self.in_chans = resolve_sensors(s1_input_channels, s2_input_channels)
+        self.img_size = img_size
+        for s, c in self.in_chans.items():
+            setattr(self, _BRANCH[s], SwinEncoder(c, img_size=img_size, drop_path_rate=drop_path_rate))
+            if decoders:
+                setattr(self, _BRANCH[s].replace("backbone", "decoder"),
+                        SwinUNetDecoder(img_size=img_size, drop_path_rate=drop_path_rate))
+
     def branches(self) -> List[Tuple[str, nn.Module]]:
         return [(s, getattr(self, _BRANCH[s])) for s in SENSORS if s in self.in_chans]
 
@@ -118,10 +130,7 @@ class DoubleSwinTransformerDownstream(_DualEncoders):
     def __init__(self, num_classes: int = 8, s1_input_channels: int = 2, s2_input_channels: int = 13,
                  img_size: int = 224, drop_path_rate: float = 0.1) -> None:
         super().__init__()
-        self.in_chans = resolve_sensors(s1_input_channels, s2_input_channels)
-        self.img_size = img_size
-        for s, c in self.in_chans.items():
-            setattr(self, _BRANCH[s], SwinEncoder(c, img_size=img_size, drop_path_rate=drop_path_rate))
+        self._build_swin_encoders(s1_input_channels, s2_input_channels, img_size, drop_path_rate)
         width = sum(enc.num_features for _, enc in self.branches())
         self.fc = nn.Linear(width, num_classes)
 
@@ -146,12 +155,8 @@ class DoubleSwinTransformerSegmentation(_DualEncoders):
     def __init__(self, num_classes: int = 8, s1_input_channels: int = 2, s2_input_channels: int = 13,
                  img_size: int = 224, drop_path_rate: float = 0.1) -> None:
         super().__init__()
-        self.in_chans = resolve_sensors(s1_input_channels, s2_input_channels)
-        self.img_size = img_size
-        for s, c in self.in_chans.items():
-            setattr(self, _BRANCH[s], SwinEncoder(c, img_size=img_size, drop_path_rate=drop_path_rate))
-            setattr(self, _BRANCH[s].replace("backbone", "decoder"),
-                    SwinUNetDecoder(img_size=img_size, drop_path_rate=drop_path_rate))
+        self._build_swin_encoders(s1_input_channels, s2_input_channels, img_size, drop_path_rate,
+                                  decoders=True)
         width = sum(getattr(self, _BRANCH[s].replace("backbone", "decoder")).num_features for s in self.in_chans)
         self.up = FinalPatchExpand_X4(width)
         self.output = nn.Conv2d(width, num_classes, kernel_size=1, bias=False)

@@ -93,7 +93,8 @@ def stored_config(script: str, argv: List[str]) -> dict:
     """The config a run of ``argv`` stores in its checkpoints."""
     args = SCRIPTS[script].get_args_parser().parse_args(argv)
     if script == "swin":
-        return train_d_swin_backbone.load_config(args)
+        cfg, settings = train_d_swin_backbone.resolve_settings(args)
+        return {"effective": settings, "config_file": str(args.config), "backbone_config": cfg}
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
@@ -186,6 +187,12 @@ def _config_file(change):
     return setup
 
 
+def _bad_json(ctx):
+    path = ctx["tmp"] / "cfg.json"
+    path.write_text("{ not json")
+    ctx["extra"] += ["--config", str(path)]
+
+
 def _text_file(name):
     def setup(ctx):
         path = ctx["tmp"] / name
@@ -251,13 +258,14 @@ CASES = [
          "128"], "--image_px_size 128: the Swin-T cannot take it"),
     Case("crop-larger-than-patch", "eval", ["--image_px_size", "300"], "between 1 and 256"),
     Case("resnet-16px", "resnet", ["--image_px_size", "16"], "--image_px_size 16: must be >= 32"),
-    Case("swin-crop-not-model-size", "swin", ["--image_px_size", "128"], "the Swin-T is built for DATA.IMG_SIZE 224"),
-    Case("swin-config-epochs-0", "swin", expect="--epochs (or TRAIN.EPOCHS in",
-         setup=_config_file(lambda c: c["model_config"]["TRAIN"].update(EPOCHS=0))),
-    Case("swin-config-lr-negative", "swin", expect="TRAIN.BASE_LR",
-         setup=_config_file(lambda c: c["model_config"]["TRAIN"].update(BASE_LR=-1))),
-    Case("swin-config-missing-key", "swin", expect="missing key(s) model_config.TRAIN.WARMUP_LR",
-         setup=_config_file(lambda c: c["model_config"]["TRAIN"].pop("WARMUP_LR"))),
+    Case("swin-128px", "swin", ["--image_px_size", "128"], "--image_px_size 128: the Swin-T cannot take it"),
+    Case("swin-config-crop-not-model-size", "swin", expect="the Swin-T is built for model_config.DATA.IMG_SIZE 224",
+         setup=_config_file(lambda c: c.update(image_px_size=128))),
+    Case("swin-config-epochs-0", "swin", expect="--epochs (TRAIN.EPOCHS of",
+         setup=_config_file(lambda c: c["TRAIN"].update(EPOCHS=0))),
+    Case("swin-config-lr-negative", "swin", expect="--lr (TRAIN.BASE_LR of",
+         setup=_config_file(lambda c: c["TRAIN"].update(BASE_LR=-1))),
+    Case("swin-config-not-json", "swin", expect="not valid JSON", setup=_bad_json),
     Case("swin-config-missing", "swin", ["--config", "no/such.json"], "--config no/such.json: no such file"),
     # 3. target / model compatibility
     Case("segmentation-target-classifier", "eval", ["--target", "dfc"], "needs a segmentation model"),
@@ -309,9 +317,8 @@ CASES = [
          setup=_resume_with(lambda ctx: backbone_ckpt(_cfg(ctx, ("temperature", 0.5))))),
     Case("resume-other-image-size", "resnet", expect="image_px_size: checkpoint 96, now 64",
          setup=_resume_with(lambda ctx: backbone_ckpt(_cfg(ctx, ("image_px_size", 96))))),
-    Case("swin-resume-other-model-config", "swin", expect="model_config.MODEL.DROP_PATH_RATE: checkpoint 0.1, now 0.2",
-         setup=_resume_with(lambda ctx: backbone_ckpt(_cfg(ctx, ("model_config.MODEL.DROP_PATH_RATE", 0.1)),
-                                                      arch="swin_t"))),
+    Case("swin-resume-other-drop-path", "swin", expect="effective.drop_path_rate: checkpoint 0.3, now 0.1",
+         setup=_resume_with(lambda ctx: backbone_ckpt(_cfg(ctx, ("effective.drop_path_rate", 0.3)), arch="swin_t"))),
     Case("resume-other-model", "eval", expect="holds a DoubleSwinTransformerDownstream, this run trains "
          "DoubleResNetSimCLRDownstream",
          setup=_resume_with(lambda ctx: downstream_ckpt(_cfg(ctx), "DoubleSwinTransformerDownstream"))),
@@ -377,6 +384,22 @@ def test_leftover_partial_checkpoints_are_removed_on_the_next_start(tmp_path, ca
     assert not (out / ".tmp-x1y2.pth").exists()
     assert f"removed {out / '.tmp-x1y2.pth'}: a partial checkpoint" in capsys.readouterr().out
     assert snapshot(out, tmp_path / "none") == {k: v for k, v in keep.items() if ".tmp-" not in k}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_a_matching_resume_passes_every_check(script, sample_root, tmp_path, capsys, no_models):
+    """Same settings, more epochs and another LR: accepted; the run gets as far as building its model."""
+    out = tmp_path / "run"
+    stored = stored_config(script, ARGV[script](sample_root, out))
+    run_folder(out, ckpt=downstream_ckpt(stored) if script == "eval" else
+               backbone_ckpt(stored, arch="swin_t" if script == "swin" else "resnet18"), tmp_file=True)
+    module = SCRIPTS[script]
+    lr = "--learning_rate" if script == "eval" else "--lr"
+    argv = ARGV[script](sample_root, out, "--epochs", "7", lr, "0.01", "--resume", "auto")
+    assert cli.run(module.main, module.get_args_parser(), argv) == 1
+    captured = capsys.readouterr()
+    assert "reached model building" in captured.err, captured.err
+    assert "a partial checkpoint left by an interrupted save" in captured.out
 
 
 def test_a_matching_resume_is_accepted(sample_root, tmp_path):

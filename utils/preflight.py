@@ -23,8 +23,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 from utils import distributed as du
 from utils.cli import UsageError
 
-__all__ = ["check_downstream", "check_pretraining", "check_config_file", "prepare_run_folder",
-           "check_resume", "run_files", "DOWNSTREAM_RESUME_KEYS", "PRETRAINING_RESUME_KEYS"]
+__all__ = ["check_downstream", "check_pretraining", "prepare_run_folder",
+           "check_resume", "run_files", "DOWNSTREAM_RESUME_KEYS", "PRETRAINING_RESUME_KEYS",
+           "SWIN_RESUME_KEYS"]
 
 LAST_CHECKPOINT = "checkpoint_last.pth"
 PRETRAINING_MODELS = ("DoubleResNetSimCLR", "DoubleSwinTransformer")
@@ -35,11 +36,15 @@ MIN_RESNET_PX = 32  # five stride-2 stages: smaller crops end in a 0 x 0 feature
 #: settings that change what a downstream run means; a resume must keep them
 DOWNSTREAM_RESUME_KEYS = ("model", "target", "n_classes", "base_model", "s1_input_channels",
                           "s2_input_channels", "finetuning", "image_px_size", "train_mode",
-                          "clip_sample_values", "balanced_classes_train", "train_used_data_fraction")
-#: the same for pre-training (dotted keys reach into the Swin config; a prefix covers its leaves)
+                          "clip_sample_values", "balanced_classes_train", "train_used_data_fraction",
+                          "reproduce_original")
+#: the same for the ResNet pre-training (keys of its stored config, ``vars(args)``)
 PRETRAINING_RESUME_KEYS = ("arch", "temperature", "image_px_size", "train_mode", "clip_sample_values",
-                           "train_used_data_fraction", "original_constant_lr", "model_config.MODEL",
-                           "model_config.DATA")
+                           "train_used_data_fraction")
+#: the same for the Swin pre-training (its stored config keeps the effective settings)
+SWIN_RESUME_KEYS = tuple(f"effective.{k}" for k in (
+    "temperature", "image_px_size", "img_size", "drop_path_rate", "train_mode", "clip_sample_values",
+    "train_used_data_fraction", "reproduce_original"))
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -293,12 +298,15 @@ def check_downstream(args) -> None:
         _check_range("--image_px_size", args.image_px_size, lambda v: v >= MIN_RESNET_PX,
                      f">= {MIN_RESNET_PX} for the ResNet models")
     _check_amp(args)
-    if args.checkpoint is not None:
+    from utils.downstream import BASELINES
+
+    if args.checkpoint is not None and model not in BASELINES:  # baselines ignore it (as the original)
         _check_start_checkpoint(args.checkpoint)
     _check_data(args, train_balanced=args.balanced_classes_train, val_balanced=args.balanced_classes_val,
                 val_required=True)
     current = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    keys = [k for k in DOWNSTREAM_RESUME_KEYS if k != "base_model" or _uses_base_model(model)]
+    keys = [k for k in DOWNSTREAM_RESUME_KEYS if (k != "base_model" or _uses_base_model(model))
+            and (k != "finetuning" or model not in BASELINES)]
     check_resume(args.resume, args.output_dir, kind="downstream", current=current, keys=keys,
                  model_name=model)
     prepare_run_folder(args.output_dir, args.resume, getattr(args, "overwrite", False))
@@ -322,78 +330,64 @@ def _uses_base_model(model: str) -> bool:
 
 
 # -------------------------------------------------------------------------- pre-training
-def check_config_file(path) -> None:
-    """The Swin pre-training JSON config: present, JSON, with the keys the script reads."""
-    path = Path(path)
-    if not path.is_file():
-        raise _flag_error("--config", path, "no such file")
-    try:
-        cfg = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _flag_error("--config", path, f"not valid JSON ({exc})") from None
-    needed = ("model_config.MODEL.DROP_PATH_RATE", "model_config.DATA.IMG_SIZE", "model_config.TRAIN.EPOCHS",
-              "model_config.TRAIN.BASE_LR", "model_config.TRAIN.WARMUP_EPOCHS", "model_config.TRAIN.WARMUP_LR",
-              "model_config.TRAIN.MIN_LR", "model_config.TRAIN.WEIGHT_DECAY", "model_config.TRAIN.OPTIMIZER.EPS",
-              "model_config.TRAIN.OPTIMIZER.BETAS")
-    leaves = _leaves(cfg) if isinstance(cfg, Mapping) else {}
-    missing = [k for k in needed if k not in leaves]
-    if missing:
-        raise _flag_error("--config", path, "missing key(s) " + ", ".join(missing))
-
-
 def check_pretraining(args, *, arch: str, config: Optional[Mapping[str, Any]] = None) -> None:
     """Everything a pre-training script can check before it builds anything.
 
-    ``config``: the Swin script's resolved JSON config (its values are checked too, named by
-    flag and key); ``None`` for the ResNet script (``vars(args)`` is its config).
+    ``config``: the Swin script's effective settings (``--config`` with the flags applied; the
+    args hold the same values). A value that came from the config file is named by its key
+    there too. ``None`` for the ResNet script.
     """
-    swin = config is not None and "model_config" in config
-    source = f" (or {args.config})" if swin else ""
-    if swin:
-        train, model = config["model_config"]["TRAIN"], config["model_config"]["MODEL"]
+    swin = config is not None
 
-        def named(flag: str, key: str) -> str:
-            return f"{flag} (or {key} in {args.config})"
-        epochs = (named("--epochs", "TRAIN.EPOCHS"), train["EPOCHS"])
-        lr = (named("--lr", "TRAIN.BASE_LR"), train["BASE_LR"])
-        wd = (named("--weight_decay", "TRAIN.WEIGHT_DECAY"), train["WEIGHT_DECAY"])
-        _check_range(named("--warmup_epochs", "TRAIN.WARMUP_EPOCHS"), train["WARMUP_EPOCHS"],
-                     lambda v: 0 <= v < math.inf, ">= 0")
-        _check_range(named("--drop_path_rate", "MODEL.DROP_PATH_RATE"), model["DROP_PATH_RATE"],
-                     lambda v: 0 <= v < 1, "in [0, 1)")
-        for key in ("WARMUP_LR", "MIN_LR"):
-            _check_range(f"TRAIN.{key} in {args.config}", train[key], lambda v: 0 <= v < math.inf, ">= 0")
-    else:
-        epochs, lr, wd = ("--epochs", args.epochs), ("--lr", args.lr), ("--weight_decay", args.weight_decay)
-    _check_range(*epochs, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    _check_range(*lr, lambda v: 0 < v < math.inf, "> 0")
-    _check_range(*wd, lambda v: 0 <= v < math.inf, ">= 0")
-    _check_range("--temperature" + source, args.temperature, lambda v: 0 < v < math.inf, "> 0")
-    _check_range("--batch_size" + source, args.batch_size, lambda v: isinstance(v, int) and v >= 2,
+    def name(flag: str) -> str:
+        dest = flag.lstrip("-")
+        if swin and dest not in config.get("_overridden", ()):
+            from utils.swin_config import SETTINGS
+
+            if dest in SETTINGS:
+                return f"{flag} ({SETTINGS[dest][0]} of {args.config})"
+        return flag
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    positive, non_negative = (lambda v: 0 < v < math.inf), (lambda v: 0 <= v < math.inf)
+    _check_range(name("--epochs"), args.epochs, lambda v: whole(v) and v >= 1, "an integer >= 1")
+    _check_range(name("--lr"), args.lr, positive, "> 0")
+    _check_range(name("--weight_decay"), args.weight_decay, non_negative, ">= 0")
+    _check_range(name("--temperature"), args.temperature, positive, "> 0")
+    _check_range(name("--batch_size"), args.batch_size, lambda v: whole(v) and v >= 2,
                  "an integer >= 2 (the contrastive loss needs other pairs in the batch as negatives)")
-    _check_range("--workers" + source, args.workers, lambda v: isinstance(v, int) and v >= 0, ">= 0")
-    for flag in ("save_every", "val_every"):
-        _check_range(f"--{flag}" + source, getattr(args, flag), lambda v: isinstance(v, int) and v >= 1, ">= 1")
-    _check_range("--log_every", args.log_every, lambda v: v >= 1, ">= 1")
-    _check_range("--keep_every", args.keep_every, lambda v: v >= 0, ">= 0")
-    for flag in ("train_used_data_fraction", "val_used_data_fraction"):
-        _check_range(f"--{flag}" + source, getattr(args, flag), lambda v: 0 < v <= 1, "in (0, 1]")
-    _check_crop("--image_px_size" + source, args.image_px_size)
+    _check_range(name("--workers"), args.workers, lambda v: whole(v) and v >= 0, "an integer >= 0")
+    for flag in ("--save_every", "--val_every", "--log_every"):
+        _check_range(flag, getattr(args, flag[2:]), lambda v: whole(v) and v >= 1, "an integer >= 1")
+    _check_range("--keep_every", args.keep_every, lambda v: whole(v) and v >= 0, "an integer >= 0")
+    for flag in ("--train_used_data_fraction", "--val_used_data_fraction"):
+        _check_range(name(flag), getattr(args, flag[2:]), lambda v: 0 < v <= 1, "in (0, 1]")
+    _check_crop(name("--image_px_size"), args.image_px_size)
     if swin:
-        model_px = config["model_config"]["DATA"]["IMG_SIZE"]
-        _check_swin_size(f"DATA.IMG_SIZE of {args.config}", model_px)
+        _check_range(name("--warmup_epochs"), args.warmup_epochs, non_negative, ">= 0")
+        _check_range(name("--warmup_lr"), args.warmup_lr, non_negative, ">= 0")
+        _check_range(name("--min_lr"), args.min_lr, non_negative, ">= 0")
+        _check_range(name("--drop_path_rate"), args.drop_path_rate, lambda v: 0 <= v < 1, "in [0, 1)")
+        model_px = config["img_size"]
+        if "image_px_size" in config.get("_overridden", ()):
+            _check_swin_size(name("--image_px_size"), model_px)
+        else:
+            _check_swin_size(f"model_config.DATA.IMG_SIZE of {args.config}", model_px)
         if args.image_px_size != model_px:
-            raise _flag_error("--image_px_size" + source, args.image_px_size,
-                              f"the Swin-T is built for DATA.IMG_SIZE {model_px} of {args.config}; "
-                              "the crops must have that size")
+            raise _flag_error(name("--image_px_size"), args.image_px_size,
+                              f"the Swin-T is built for model_config.DATA.IMG_SIZE {model_px} of "
+                              f"{args.config}; the crops must have that size")
     else:
         _check_range("--image_px_size", args.image_px_size, lambda v: v >= MIN_RESNET_PX,
                      f">= {MIN_RESNET_PX} for the ResNets")
     _check_amp(args)
     _check_data(args)
-    current = dict(config) if config is not None else {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    current.setdefault("arch", arch)
-    check_resume(args.resume, args.output_dir, kind="pretraining", current=current,
-                 keys=PRETRAINING_RESUME_KEYS, arch=arch)
+    if swin:
+        current, keys = {"effective": dict(config)}, SWIN_RESUME_KEYS
+    else:
+        current = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        keys = PRETRAINING_RESUME_KEYS
+    check_resume(args.resume, args.output_dir, kind="pretraining", current=current, keys=keys, arch=arch)
     prepare_run_folder(args.output_dir, args.resume, getattr(args, "overwrite", False))

@@ -283,6 +283,7 @@ CASES = [
     Case("checkpoint-unsafe-pickle", "eval", expect="refused: the file holds pickled Python objects besides "
          "tensors and plain values (argparse.Namespace)", setup=_with_file("--checkpoint", _unsafe_pickle)),
     # 3. data
+    Case("no-train-dir", "swin", ["--train_dir", ""], "--train_dir is required"),
     Case("train-dir-missing", "eval", ["--train_dir", "no/such/root"], "--train_dir no/such/root: no such folder",
          rc=1),
     Case("train-dir-file", "resnet", expect="is a file, not a dataset folder", setup=_file_root, rc=1),

@@ -245,8 +245,10 @@ def check_resume(resume: Optional[str], output_dir, *, kind: str, current: Mappi
 # -------------------------------------------------------------------------------- data
 def _check_data(args, *, train_balanced: bool = False, val_root_flag: str = "--val_dir",
                 val_balanced: bool = False, val_required: bool = False) -> None:
-    from data.validate import check_dataset
+    from data.validate import SAMPLE_HINT, check_dataset
 
+    if not args.train_dir:
+        raise UsageError(f"--train_dir is required (the dataset root); {SAMPLE_HINT}")
     check_dataset(args.train_dir, args.train_mode, flag="--train_dir", mode_flag="--train_mode",
                   balanced_classes=train_balanced)
     val_dir = args.val_dir or (args.train_dir if val_required else None)

@@ -368,12 +368,13 @@ def test_bad_input_is_refused_with_one_line_and_nothing_changes(case, sample_roo
 def test_overwrite_removes_the_previous_runs_files_only(tmp_path, capsys):
     out = tmp_path / "run"
     run_folder(out, finished=True, tmp_file=True)
-    for name in ("events.out.tfevents.1.host", "confusion_matrix.png", "checkpoint_0002.pth", "notes.txt"):
+    for name in ("events.out.tfevents.1.host", "log.txt", "log.jsonl", "confusion_matrix.png",
+                 "checkpoint_0002.pth", "notes.txt"):
         (out / name).write_text("x")
     preflight.prepare_run_folder(out, resume=None, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     printed = capsys.readouterr().out
-    assert "--overwrite: removed 6 file(s) of the previous run" in printed
+    assert "--overwrite: removed 8 file(s) of the previous run" in printed
     assert "a partial checkpoint left by an interrupted save" in printed
 
 

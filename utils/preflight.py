@@ -114,7 +114,7 @@ def run_files(folder: Path) -> List[str]:
 def _artefacts(folder: Path) -> List[Path]:
     """Every file a run writes into its folder (what ``--overwrite`` removes)."""
     patterns = ("config.json", "results.json", "checkpoint_*.pth", "events.out.tfevents.*",
-                "confusion_matrix.png", "predictions.png")
+                "log.txt", "log.jsonl", "confusion_matrix.png", "predictions.png")
     return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
 
 

@@ -112,9 +112,14 @@ def format_error(exc: BaseException, output_dir: Optional[str] = None) -> str:
 
 def run(main: Callable, parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv``, call ``main(args)`` and turn an exception into one line; returns the exit code."""
+    def one_line_error(message: str):  # argparse's own would print the whole usage first
+        print(f"{parser.prog}: error: {message} (--help lists every flag)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = one_line_error
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage and its error
+    except SystemExit as exc:  # --help, or argparse has printed its error
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
         main(args)

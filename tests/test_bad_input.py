@@ -12,7 +12,6 @@ import argparse
 import errno
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional

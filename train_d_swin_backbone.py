@@ -16,9 +16,11 @@ for all 300 epochs; ``--reproduce_original`` restores that.
 """
 import argparse
 import os
+import sys
 
 import torch
 
+from utils import cli, preflight
 from utils import distributed as du
 from utils import engine
 from utils.flags import HelpFormatter, IgnoredFlag, add_bool_flag
@@ -67,6 +69,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    note="the original never applied it; use --amp")
     # config-backed flags: None means "the config's value"
     p.set_defaults(**{key: None for key in OVERRIDES})
+    cli.constrain(p, epochs=cli.positive_int, lr=cli.positive_float, warmup_epochs=cli.non_negative_float,
+                  warmup_lr=cli.non_negative_float, min_lr=cli.non_negative_float,
+                  weight_decay=cli.non_negative_float, temperature=cli.positive_float,
+                  drop_path_rate=cli.probability)
     return p
 
 
@@ -98,6 +104,7 @@ def main(args, hooks=None):
         raise SystemExit(f"error: {e}")
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
+    preflight.check_pretraining(args, arch="swin_t", config=settings)  # flags, data, run folder, resume
     if du.is_main_process():
         print(settings_table({k: v for k, v in settings.items() if not k.startswith("_")},
                              set(settings["_overridden"])))
@@ -124,4 +131,4 @@ def main(args, hooks=None):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(cli.run(main, get_args_parser()))

@@ -17,11 +17,13 @@ with the whole configuration, to ``OUTPUT_DIR/results.json`` (plus figures).
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from utils import cli, preflight
 from utils import distributed as du
 from utils import engine
 from utils.downstream import BASELINES, apply_plan, plan_training
@@ -88,6 +90,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     r.add_argument("--output_dir", default=None, help="run folder (default: runs/<model>_<target>_<setting>)")
     r.add_argument("--run_name", default=None, help="label of this run in the results table")
     r.add_argument("--resume", default=None, help="checkpoint path, or 'auto' for OUTPUT_DIR/checkpoint_last.pth")
+    cli.add_safety_arguments(r)
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--validation_every", "--val_every", dest="val_every", type=int, default=2,
                    help="evaluate after epoch indices 0, N, 2N, ... and the last")
@@ -109,6 +112,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                  "--out_dim"):
         c.add_argument(flag, action=IgnoredFlag, note="no effect in the paper's settings")
     p.set_defaults(ignored_flags={})
+    cli.constrain(p, n_classes=cli.positive_int, epochs=cli.positive_int, learning_rate=cli.positive_float,
+                  classifier_lr=cli.positive_float, weight_decay=cli.non_negative_float,
+                  adam_betas=cli.probability, lr_step_epochs=cli.non_negative_int,
+                  lr_step_gamma=cli.positive_float, train_used_data_fraction=cli.fraction,
+                  val_used_data_fraction=cli.fraction, image_px_size=cli.positive_int,
+                  batch_size=cli.positive_int, workers=cli.non_negative_int, val_every=cli.positive_int,
+                  save_every=cli.positive_int, log_every=cli.positive_int, example_maps=cli.non_negative_int,
+                  drop_path_rate=cli.probability)
     return p
 
 
@@ -152,6 +163,7 @@ def main(args, hooks=None) -> dict:
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
     args.output_dir = Path(args.output_dir or Path("runs") / setting_name(args))
+    preflight.check_downstream(args)  # flags, data, run folder, resume: before anything is written
     train_set, val_set = build_datasets(args)   # bad paths fail here, before the model
     train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
                                        num_workers=args.workers, seed=args.seed)
@@ -285,4 +297,4 @@ def final_evaluation(args, model, loader, task, device, logger, config, seconds,
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(cli.run(main, get_args_parser()))

@@ -12,9 +12,11 @@ decays only slightly; ``--lr_schedule none`` keeps it constant).
     torchrun --nproc_per_node 4 train_resnet_backbone.py --train_dir /data/sen12ms ...
 """
 import argparse
+import sys
 
 import torch
 
+from utils import cli, preflight
 from utils import distributed as du
 from utils import engine
 from utils.flags import HelpFormatter, add_bool_flag
@@ -41,6 +43,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                   help="the original's behaviours where ours differ (random validation crops)")
     add_data_arguments(p, batch_size=200, image_px_size=128)
     p.set_defaults(channels_last=True)  # ResNets: ~8 % faster on CPU, more on GPU
+    cli.constrain(p, epochs=cli.positive_int, lr=cli.positive_float, weight_decay=cli.non_negative_float,
+                  temperature=cli.positive_float)
     return p
 
 
@@ -48,6 +52,7 @@ def main(args, hooks=None):
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
     args.output_dir = args.output_dir or f"runs/{args.arch}_backbone"
+    preflight.check_pretraining(args, arch=args.arch)  # flags, data, run folder, resume: before any write
     train_loader, val_loader = build_data(args)  # bad paths fail here, before the model
 
     from models import create_model
@@ -71,4 +76,4 @@ def main(args, hooks=None):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    sys.exit(cli.run(main, get_args_parser()))

@@ -26,10 +26,12 @@ Formats written: ``backbone_checkpoint`` -> ``{"epoch", "arch", "state_dict", "o
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -93,27 +95,52 @@ class LoadReport:
 # ---------------------------------------------------------------------------------------------
 # reading
 
-def read_checkpoint(checkpoint: CheckpointLike, weights_only: Optional[bool] = None) -> Tuple[Mapping[str, Any], str]:
+def _numpy_globals() -> list:
+    """numpy's array / scalar / dtype constructors: plain data, allowed in a ``weights_only`` load
+    (the original code's downstream checkpoints keep numpy values in ``val_stats``)."""
+    import numpy as np
+
+    multiarray = getattr(np, "_core", None) or np.core
+    names = [np.dtype, np.ndarray, multiarray.multiarray._reconstruct, multiarray.multiarray.scalar]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return names
+
+
+def _unreadable(path: str, exc: BaseException) -> CheckpointError:
+    """Why ``torch.load(path, weights_only=True)`` failed, as a one-line ``CheckpointError``."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower():
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # noqa: BLE001  (not a torch.save zip: an old or foreign pickle)
+            unsafe = []
+        if unsafe:
+            return CheckpointError(
+                "refused: the file holds pickled Python objects besides tensors and plain values ("
+                + ", ".join(unsafe[:MAX_LISTED]) + "); unpickling them could run arbitrary code, so it "
+                "is not loaded. If you trust the file, re-save it with plain values only", path)
+    return CheckpointError(f"not a PyTorch checkpoint ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'})", path)
+
+
+def read_checkpoint(checkpoint: CheckpointLike) -> Tuple[Mapping[str, Any], str]:
     """Return (checkpoint dict, source name). Paths load on CPU.
 
-    ``weights_only=None`` tries tensors-only first; a file with other pickled Python objects (e.g.
-    numpy values in ``val_stats``) is then retried with ``weights_only=False`` after a warning:
-    only load files you trust. ``False`` skips the first try (our own resume files).
+    Files are read with ``torch.load(weights_only=True)`` only (tensors, plain Python values
+    and numpy arrays / scalars): a file holding other pickled objects, or no checkpoint at
+    all, raises ``CheckpointError`` naming it; nothing is ever unpickled unrestricted.
     """
     if isinstance(checkpoint, Mapping):
         return checkpoint, "<dict>"
     path = os.fspath(checkpoint)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if weights_only is None:
-        try:
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            _logger.warning("%s holds non-tensor Python objects; loading it with weights_only=False "
-                            "(only do this for files you trust)", path)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-    else:
-        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001  (any failure of a safe load: not a readable checkpoint)
+        raise _unreadable(path, exc) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"expected a dict checkpoint, got {type(obj).__name__}", path)
     return obj, path
@@ -322,8 +349,8 @@ load_published_state_dict = from_published_state_dict
 
 def load_downstream_checkpoint(model: nn.Module, checkpoint: CheckpointLike) -> Mapping[str, Any]:
     """Resume: load a downstream checkpoint's ``model_weights`` (strict) and return the whole dict
-    (``optim_state``, ``epochs``, ...). Read with ``weights_only=False``: for files you wrote."""
-    obj, source = read_checkpoint(checkpoint, weights_only=False)
+    (``optim_state``, ``epochs``, ...)."""
+    obj, source = read_checkpoint(checkpoint)
     if "model_weights" not in obj:
         raise CheckpointError("not a downstream checkpoint (no 'model_weights'); top-level keys: "
                               + ", ".join(map(str, list(obj)[:MAX_LISTED])), source)
@@ -367,9 +394,25 @@ def save_checkpoint(obj: Mapping[str, Any], path: Union[str, os.PathLike]) -> No
     try:
         torch.save(dict(obj), tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        # torch's zip writer reports a full disk as a RuntimeError; say so, naming the file
+        code = getattr(exc, "errno", None)
+        if code not in (errno.ENOSPC, errno.EDQUOT) and _disk_full(folder):
+            code = errno.ENOSPC
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(code, os.strerror(code), path) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _disk_full(folder: str, slack: int = 1 << 20) -> bool:
+    """True if the disk holding ``folder`` has (almost) no space left."""
+    try:
+        return shutil.disk_usage(folder).free < slack
+    except OSError:
+        return False
 
 
 __all__ = [

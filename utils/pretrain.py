@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from utils import cli
 from utils import distributed as du
 from utils import engine
 
@@ -55,6 +56,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
                    help="channels-last memory format (faster ResNets on GPU)")
     r.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the model")
+    cli.add_safety_arguments(r)
+    cli.constrain(parser, train_used_data_fraction=cli.fraction, val_used_data_fraction=cli.fraction,
+                  image_px_size=cli.positive_int, batch_size=cli.positive_int, workers=cli.non_negative_int,
+                  save_every=cli.positive_int, keep_every=cli.non_negative_int, val_every=cli.positive_int,
+                  log_every=cli.positive_int)
 
 
 def build_data(args) -> tuple:
@@ -101,7 +107,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     files (``state_dict`` in the published key layout, so the original code reads them) plus
     ``scheduler``, ``scaler``, ``rng``, ``global_step`` and ``config`` for an exact resume.
     """
-    from models.checkpoint import from_published_state_dict, to_published_state_dict
+    from models.checkpoint import from_published_state_dict, read_checkpoint, to_published_state_dict
 
     output_dir = Path(args.output_dir)
     engine.save_run_config(output_dir, config if config is not None else vars(args))
@@ -110,7 +116,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     start_epoch, global_step = 0, 0
     resume = engine.resolve_resume(args.resume, output_dir, LAST_CHECKPOINT)
     if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        ckpt, _ = read_checkpoint(resume)  # weights_only; kind and config checked by utils.preflight
         from_published_state_dict(model, ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule = step_scheduler or epoch_scheduler

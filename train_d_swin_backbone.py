@@ -20,14 +20,14 @@ import sys
 
 import torch
 
-from utils import cli, preflight
-from utils import distributed as du
-from utils import engine
-from utils.flags import HelpFormatter, IgnoredFlag, add_bool_flag
-from utils.pretrain import add_data_arguments, build_data, run_pretraining
-from utils.schedules import IterationSchedule, no_decay_param_groups
-from utils.swin_config import (DEFAULT_CONFIG, ConfigError, effective_settings, load_config,
-                               settings_table)
+from training import cli, preflight
+from training import distributed as du
+from training import engine
+from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
+from training.pretrain import add_data_arguments, build_data, run_pretraining
+from training.schedules import IterationSchedule, no_decay_param_groups
+from training.swin_config import (DEFAULT_CONFIG, ConfigError, effective_settings, load_config,
+                                  settings_table)
 
 #: command-line flags that override a setting of the config (flag dest == settings key)
 OVERRIDES = ("epochs", "warmup_epochs", "lr", "warmup_lr", "min_lr", "weight_decay", "temperature",

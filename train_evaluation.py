@@ -3,7 +3,7 @@
 
 Linear evaluation (``--no-finetuning``: frozen backbone, the head trains at ``--learning_rate``)
 or fine-tuning (``--finetuning``: backbone at ``--learning_rate``, head at ``--classifier_lr``);
-baselines train every parameter at ``--learning_rate`` (utils/downstream.py has the table).
+baselines train every parameter at ``--learning_rate`` (training/downstream.py has the table).
 Defaults are the original's: resnet18, 201 epochs, Adam (lr 1e-5, head 3e-6, wd 1e-3), batch
 100, LR x0.1 at epoch 100, train on the class-balanced DFC2020 validation split, evaluate on the
 test split after epochs 0, 2, ..., 200, seed 42. The original's command lines work unchanged
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from utils import cli, preflight
-from utils import distributed as du
-from utils import engine
-from utils.downstream import BASELINES, apply_plan, plan_training
-from utils.flags import HelpFormatter, IgnoredFlag, add_bool_flag
+from training import cli, preflight
+from training import distributed as du
+from training import engine, runlog, tasks
+from training.downstream import BASELINES, apply_plan, plan_training
+from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
 
 LAST_CHECKPOINT = "checkpoint_last.pth"
@@ -37,7 +37,7 @@ TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multila
 def get_args_parser() -> argparse.ArgumentParser:
     from models import list_models
 
-    from utils.pretrain import DEFAULT_WORKERS
+    from training.pretrain import DEFAULT_WORKERS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     m = p.add_argument_group("model")
@@ -198,7 +198,7 @@ def main(args, hooks=None) -> dict:
                                  weight_decay=args.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_step_epochs,
                                                      gamma=args.lr_step_gamma)
-    task = engine.SupervisedTask(args.target, args.n_classes)
+    task = tasks.SupervisedTask(args.target, args.n_classes)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     engine.save_run_config(args.output_dir, config)
 
@@ -222,7 +222,7 @@ def main(args, hooks=None) -> dict:
         ckpt.update(scheduler=scheduler.state_dict(), rng=engine.rng_state(), config=config)
         return ckpt
 
-    logger = engine.Logger(args.output_dir)
+    logger = runlog.Logger(args.output_dir)
     if du.is_main_process():
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"{setting_name(args)}: {len(train_set)} training / {len(val_set)} evaluation samples, "

@@ -16,12 +16,12 @@ import sys
 
 import torch
 
-from utils import cli, preflight
-from utils import distributed as du
-from utils import engine
-from utils.flags import HelpFormatter, add_bool_flag
-from utils.pretrain import add_data_arguments, build_data, run_pretraining
-from utils.schedules import EpochSchedule
+from training import cli, preflight
+from training import distributed as du
+from training import engine
+from training.cli import HelpFormatter, add_bool_flag
+from training.pretrain import add_data_arguments, build_data, run_pretraining
+from training.schedules import EpochSchedule
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -246,7 +246,7 @@ def _train_step_bench(opts, name: str, build: Callable, batch_size: int, size: i
 
 
 def _info_nce(temperature: float):
-    from utils.losses import info_nce_loss
+    from training.losses import info_nce_loss
 
     def loss(outputs, batch):
         return info_nce_loss(outputs["s1"], outputs["s2"], temperature=temperature, gather=False)[0]

@@ -1,6 +1,6 @@
 """Bad input to the training scripts: one clear line, a non-zero exit, and nothing on disk changed.
 
-The catalogue runs each script's command line in-process (``utils.cli.run(main, parser, argv)``,
+The catalogue runs each script's command line in-process (``training.cli.run(main, parser, argv)``,
 what ``python script.py ...`` does) against the sample data or a small hand-made dataset, with
 model building disabled: every case must be refused before a model exists. Each case names a
 fragment of the expected message, and every file that existed before (the run folder, the
@@ -25,7 +25,7 @@ from affine import Affine
 import train_d_swin_backbone
 import train_evaluation
 import train_resnet_backbone
-from utils import cli, preflight
+from training import cli, preflight
 
 SCRIPTS = {"eval": train_evaluation, "resnet": train_resnet_backbone, "swin": train_d_swin_backbone}
 

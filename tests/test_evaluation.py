@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train_evaluation
-from utils.engine import StepHooks
+from training.engine import StepHooks
 from utils.results import find_results, results_tables
 
 REPO = Path(__file__).resolve().parents[1]

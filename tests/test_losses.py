@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.losses import info_nce_loss
+from training.losses import info_nce_loss
 
 
 def reference_info_nce(z1, z2, t):

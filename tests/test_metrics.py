@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score, precision_recall_fscore_support
 
-from utils.metrics import IGNORE_INDEX, MetricAccumulator, confusion_matrix, scores_from_confusion
+from training.metrics import IGNORE_INDEX, MetricAccumulator, confusion_matrix, scores_from_confusion
 
 
 def _random_segmentation(seed=0, batches=3, n=8):

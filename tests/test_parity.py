@@ -6,9 +6,6 @@ fixtures: ``original_backbone_config.json`` and ``original_eval_commands.json``.
 """
 import json
 import math
-import os
-import shlex
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,10 +15,10 @@ import torch.nn as nn
 import train_d_swin_backbone
 import train_evaluation
 import train_resnet_backbone
-from utils import engine
-from utils.downstream import apply_plan, family, plan_training
-from utils.schedules import EpochSchedule, IterationSchedule
-from utils.swin_config import effective_settings, load_config
+from training import engine
+from training.downstream import apply_plan, family, plan_training
+from training.schedules import EpochSchedule, IterationSchedule
+from training.swin_config import effective_settings, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -316,7 +313,7 @@ def test_random_evaluation_crops_only_when_reproducing(sample_root):
 def _eval_worker(rank, world, init_file, n, out):
     import torch.distributed as dist
 
-    from utils.metrics import MetricAccumulator
+    from training.metrics import MetricAccumulator
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:

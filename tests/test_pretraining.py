@@ -10,7 +10,7 @@ import torch
 
 import train_d_swin_backbone
 import train_resnet_backbone
-from utils.engine import NonFiniteLossError, StepHooks
+from training.engine import NonFiniteLossError, StepHooks
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

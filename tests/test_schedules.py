@@ -1,7 +1,7 @@
 """Parameter groups (the schedules themselves are checked against timm in test_parity.py)."""
 import torch
 
-from utils.schedules import no_decay_param_groups
+from training.schedules import no_decay_param_groups
 
 
 def test_no_decay_groups():

@@ -19,7 +19,7 @@ PER_CLASS = {
     "multi_label": ["per_class_precision", "per_class_recall", "per_class_f1"],
     "segmentation": ["per_class_accuracy", "per_class_iou"],
 }
-# the original's definitions, in ``scores["original"]`` (see utils.metrics), to set a run
+# the original's definitions, in ``scores["original"]`` (see training.metrics), to set a run
 # beside the paper's numbers; the original has no overall accuracy or IoU for segmentation
 ORIGINAL_HEADLINE = {
     "single_label": ["average_accuracy", "overall_accuracy"],

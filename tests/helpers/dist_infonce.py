@@ -5,8 +5,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from utils import distributed as du
-from utils.losses import info_nce_loss
+from training import distributed as du
+from training.losses import info_nce_loss
 
 
 def main() -> int:

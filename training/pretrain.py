@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from utils import cli
-from utils import distributed as du
-from utils import engine
+from training import cli
+from training import distributed as du
+from training import engine, runlog, tasks
 
 LAST_CHECKPOINT = "checkpoint_last.pth"
 #: the original's 8 loader workers, capped at this machine's cores
@@ -116,7 +116,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     start_epoch, global_step = 0, 0
     resume = engine.resolve_resume(args.resume, output_dir, LAST_CHECKPOINT)
     if resume is not None:
-        ckpt, _ = read_checkpoint(resume)  # weights_only; kind and config checked by utils.preflight
+        ckpt, _ = read_checkpoint(resume)  # weights_only; kind and config checked by training.preflight
         from_published_state_dict(model, ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule = step_scheduler or epoch_scheduler
@@ -149,8 +149,8 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             "config": config if config is not None else vars(args),
         }
 
-    logger = engine.Logger(output_dir)
-    task = engine.ContrastiveTask(temperature)
+    logger = runlog.Logger(output_dir)
+    task = tasks.ContrastiveTask(temperature)
     try:
         if du.is_main_process():
             n = len(train_loader.dataset)

@@ -1,15 +1,12 @@
 """The one training / evaluation engine behind all three scripts.
 
-A *task* turns model outputs and a batch into a loss (``ContrastiveTask`` for
-pre-training, ``SupervisedTask`` for the downstream targets); everything else — the
-epoch loop, AMP, progress bars, TensorBoard, atomic checkpoints, resuming, seeding and
-distributed samplers — lives here once. Scripts stay ``parse → build → run``.
+The epoch loop, evaluation, AMP, progress bars, atomic checkpoints, resuming, seeding and
+samplers live here once; a *task* (``training.tasks``) says what is optimised and a
+``training.runlog.Logger`` what is recorded. Scripts stay ``parse → build → run``.
 """
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -20,76 +17,17 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from utils import distributed as du
-from utils.losses import info_nce_loss
-from utils.metrics import IGNORE_INDEX, MetricAccumulator, headline
+from training import distributed as du
+from training.metrics import headline
+from training.runlog import Logger
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf: the run stops, the last good checkpoint stays on disk."""
-
-
-# --------------------------------------------------------------------------- tasks
-class ContrastiveTask:
-    """Cross-modal InfoNCE between the model's ``{"s1", "s2"}`` embeddings."""
-
-    kind = "contrastive"
-
-    def __init__(self, temperature: float):
-        self.temperature = temperature
-
-    def __call__(self, outputs: dict, batch: dict) -> tuple[torch.Tensor, dict]:
-        loss, acc = info_nce_loss(outputs["s1"], outputs["s2"], self.temperature)
-        return loss, acc
-
-    def new_accumulator(self):
-        return None
-
-
-TARGET_KINDS = {
-    "dfc_label": "single_label", "lc_label": "single_label",
-    "dfc_multilabel_one_hot": "multi_label", "lc_multilabel_one_hot": "multi_label",
-    "dfc": "segmentation", "lc": "segmentation",
-}
-
-
-class SupervisedTask:
-    """Loss and metrics for a downstream target (a key of the dataset's samples).
-
-    Single label and segmentation: cross-entropy with ``ignore_index=255``; multi-label:
-    BCE on the logits (the original applied a sigmoid then BCE; same maths, stabler).
-    """
-
-    def __init__(self, target: str, num_classes: int = 8):
-        if target not in TARGET_KINDS:
-            raise ValueError(f"unknown target {target!r}; choose from {sorted(TARGET_KINDS)}")
-        self.target = target
-        self.kind = TARGET_KINDS[target]
-        self.num_classes = num_classes
-
-    def targets(self, batch: dict) -> torch.Tensor:
-        y = batch[self.target]
-        if self.kind == "multi_label":
-            return y.float()
-        if self.kind == "segmentation" and y.ndim == 4:
-            y = y[:, 0]
-        return y.long()
-
-    def __call__(self, outputs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
-        y = self.targets(batch)
-        if self.kind == "multi_label":
-            return F.binary_cross_entropy_with_logits(outputs.float(), y), {}
-        if (y == IGNORE_INDEX).all():  # a batch with nothing to learn: zero loss, keeps graph
-            return outputs.float().sum() * 0.0, {}
-        return F.cross_entropy(outputs.float(), y, ignore_index=IGNORE_INDEX), {}
-
-    def new_accumulator(self) -> MetricAccumulator:
-        return MetricAccumulator(self.kind, self.num_classes)
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -201,63 +139,7 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False) ->
     return out
 
 
-# ------------------------------------------------------------------------ logging
-class Logger:
-    """Run records on rank 0 (a no-op on other ranks or without a folder).
-
-    * TensorBoard scalars and figures;
-    * ``log.txt``: every line the run prints about its progress (one per epoch), timestamped;
-    * ``log.jsonl``: one JSON object per epoch with every scalar (train, val, LRs per group),
-      easy to load with ``pandas.read_json(path, lines=True)``.
-    """
-
-    def __init__(self, log_dir: str | Path | None):
-        self.writer = None
-        self.log_dir = None
-        if log_dir is not None and du.is_main_process():
-            from torch.utils.tensorboard import SummaryWriter
-            self.log_dir = Path(log_dir)
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(str(log_dir))
-
-    def scalars(self, prefix: str, values: dict, step: int) -> None:
-        if self.writer is None:
-            return
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self.writer.add_scalar(f"{prefix}/{k}", v, step)
-
-    def figure(self, tag: str, fig, step: int) -> None:
-        if self.writer is not None:
-            self.writer.add_figure(tag, fig, step)
-
-    def text(self, line: str) -> None:
-        """Append a line to ``log.txt``."""
-        if self.log_dir is not None:
-            with open(self.log_dir / "log.txt", "a") as fp:
-                fp.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}\n")
-
-    def record(self, record: dict) -> None:
-        """Append one epoch's scalars to ``log.jsonl``."""
-        if self.log_dir is None:
-            return
-        flat = {}
-        for part, values in record.items():
-            if isinstance(values, dict):
-                flat.update({f"{part}/{k}": v for k, v in headline(values).items()})
-                flat.update({f"{part}/{k}": v for k, v in values.items()
-                             if isinstance(v, int) and not isinstance(v, bool)})
-            else:
-                flat[part] = values
-        with open(self.log_dir / "log.jsonl", "a") as fp:
-            fp.write(json.dumps(flat, default=float) + "\n")
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-
-
+# ------------------------------------------------------------------------ averages
 class Averager:
     """Running means of 0-d tensors; synchronises with the host only when read."""
 

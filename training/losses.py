@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from utils.distributed import gather_with_grad, get_rank
+from training.distributed import gather_with_grad, get_rank
 
 
 def info_nce_logits(z_s1: torch.Tensor, z_s2: torch.Tensor, temperature: float,

@@ -2,7 +2,7 @@
 
 ``check_downstream(args)`` (``train_evaluation.py``) and ``check_pretraining(args, ...)`` (the two
 pre-training scripts) run near the top of ``main``, after the output folder is known and before
-a dataset, model or file is made. They raise :class:`utils.cli.UsageError` (or a
+a dataset, model or file is made. They raise :class:`training.cli.UsageError` (or a
 :class:`data.errors.DatasetError`) with a message naming the flag, file or key:
 
 * numeric settings in range, the image size one the model takes, target and model compatible;
@@ -20,8 +20,8 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from utils import distributed as du
-from utils.cli import UsageError
+from training import distributed as du
+from training.cli import UsageError
 
 __all__ = ["check_downstream", "check_pretraining", "prepare_run_folder",
            "check_resume", "run_files", "DOWNSTREAM_RESUME_KEYS", "PRETRAINING_RESUME_KEYS",
@@ -196,7 +196,7 @@ def check_resume(resume: Optional[str], output_dir, *, kind: str, current: Mappi
     ``kind`` is ``"pretraining"`` or ``"downstream"``; ``current`` the config this run would save.
     """
     from models.checkpoint import read_checkpoint
-    from utils.engine import resolve_resume
+    from training.engine import resolve_resume
 
     path = resolve_resume(resume, output_dir, LAST_CHECKPOINT)
     if path is None:
@@ -300,7 +300,7 @@ def check_downstream(args) -> None:
         _check_range("--image_px_size", args.image_px_size, lambda v: v >= MIN_RESNET_PX,
                      f">= {MIN_RESNET_PX} for the ResNet models")
     _check_amp(args)
-    from utils.downstream import BASELINES
+    from training.downstream import BASELINES
 
     if args.checkpoint is not None and model not in BASELINES:  # baselines ignore it (as the original)
         _check_start_checkpoint(args.checkpoint)
@@ -344,7 +344,7 @@ def check_pretraining(args, *, arch: str, config: Optional[Mapping[str, Any]] = 
     def name(flag: str) -> str:
         dest = flag.lstrip("-")
         if swin and dest not in config.get("_overridden", ()):
-            from utils.swin_config import SETTINGS
+            from training.swin_config import SETTINGS
 
             if dest in SETTINGS:
                 return f"{flag} ({SETTINGS[dest][0]} of {args.config})"

@@ -24,7 +24,8 @@ from training import cli, preflight
 from training import distributed as du
 from training import engine
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
-from training.pretrain import add_data_arguments, build_data, run_pretraining
+from training.data import pretraining_loaders
+from training.pretrain import add_data_arguments, run_pretraining
 from training.schedules import IterationSchedule, no_decay_param_groups
 from training.swin_config import (DEFAULT_CONFIG, ConfigError, effective_settings, load_config,
                                   settings_table)
@@ -108,7 +109,7 @@ def main(args, hooks=None):
     if du.is_main_process():
         print(settings_table({k: v for k, v in settings.items() if not k.startswith("_")},
                              set(settings["_overridden"])))
-    train_loader, val_loader = build_data(args)  # bad paths fail here, before the model
+    train_loader, val_loader = pretraining_loaders(args)  # bad paths fail here, before the model
 
     from models import create_model
     model = create_model("DoubleSwinTransformer", img_size=settings["img_size"],
@@ -121,13 +122,10 @@ def main(args, hooks=None):
                                   steps_per_epoch=len(train_loader), warmup_lr=settings["warmup_lr"],
                                   min_lr=settings["min_lr"], constant=args.reproduce_original)
     config = {"effective": settings, "config_file": str(args.config), "backbone_config": cfg}
-    try:
-        return run_pretraining(args, model, optimizer, arch="swin_t",
-                               temperature=settings["temperature"], train_loader=train_loader,
-                               val_loader=val_loader, device=device, step_scheduler=scheduler,
-                               config=config, hooks=hooks)
-    finally:
-        du.cleanup()
+    return run_pretraining(args, model, optimizer, arch="swin_t",
+                           temperature=settings["temperature"], train_loader=train_loader,
+                           val_loader=val_loader, device=device, step_scheduler=scheduler,
+                           config=config, hooks=hooks)
 
 
 if __name__ == "__main__":

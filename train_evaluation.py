@@ -26,6 +26,7 @@ import torch
 from training import cli, preflight
 from training import distributed as du
 from training import engine, runlog, tasks
+from training.data import downstream_sets, loaders
 from training.downstream import BASELINES, apply_plan, plan_training
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
@@ -137,38 +138,13 @@ def setting_name(args) -> str:
     return f"{args.model}_{args.target}_{inputs}_{mode}"
 
 
-def build_datasets(args):
-    from data import DFCDataset
-
-    if not args.train_dir:
-        raise SystemExit("error: --train_dir is required (a DFC2020 root; "
-                         "`python -m data.sample --root sample_data` makes a small one)")
-    train_set = DFCDataset(args.train_dir, mode=args.train_mode,
-                           clip_sample_values=args.clip_sample_values,
-                           used_data_fraction=args.train_used_data_fraction,
-                           image_px_size=args.image_px_size, cover_all_parts=False,
-                           random_crop=True, balanced_classes=args.balanced_classes_train,
-                           seed=args.seed)
-    val_set = DFCDataset(args.val_dir or args.train_dir, mode=args.val_mode,
-                         clip_sample_values=args.clip_sample_values,
-                         used_data_fraction=args.val_used_data_fraction,
-                         image_px_size=args.image_px_size,
-                         cover_all_parts=args.cover_all_parts_validation,
-                         random_crop=args.reproduce_original and not args.cover_all_parts_validation,
-                         balanced_classes=args.balanced_classes_val, seed=args.seed)
-    return train_set, val_set
-
-
 def main(args, hooks=None) -> dict:
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
     args.output_dir = Path(args.output_dir or Path("runs") / setting_name(args))
     preflight.check_downstream(args)  # flags, data, run folder, resume: before anything is written
-    train_set, val_set = build_datasets(args)   # bad paths fail here, before the model
-    train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
-                                       num_workers=args.workers, seed=args.seed)
-    val_loader = engine.build_loader(val_set, args.batch_size, shuffle=False,
-                                     num_workers=args.workers, seed=args.seed, evaluation=True)
+    train_set, val_set = downstream_sets(args)   # bad paths fail here, before the model
+    train_loader, val_loader = loaders(args, train_set, val_set)
 
     from models import create_model
     from models.checkpoint import downstream_checkpoint, load_downstream_checkpoint

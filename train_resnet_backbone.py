@@ -20,7 +20,8 @@ from training import cli, preflight
 from training import distributed as du
 from training import engine
 from training.cli import HelpFormatter, add_bool_flag
-from training.pretrain import add_data_arguments, build_data, run_pretraining
+from training.data import pretraining_loaders
+from training.pretrain import add_data_arguments, run_pretraining
 from training.schedules import EpochSchedule
 
 
@@ -53,7 +54,7 @@ def main(args, hooks=None):
     engine.set_seed(args.seed)
     args.output_dir = args.output_dir or f"runs/{args.arch}_backbone"
     preflight.check_pretraining(args, arch=args.arch)  # flags, data, run folder, resume: before any write
-    train_loader, val_loader = build_data(args)  # bad paths fail here, before the model
+    train_loader, val_loader = pretraining_loaders(args)  # bad paths fail here, before the model
 
     from models import create_model
     model = create_model("DoubleResNetSimCLR", base_model=args.arch).to(device)
@@ -67,12 +68,9 @@ def main(args, hooks=None):
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=len(train_loader),
                                                             eta_min=0)
         scheduler = EpochSchedule(cosine, first_epoch=args.lr_schedule_start)
-    try:
-        return run_pretraining(args, model, optimizer, arch=args.arch, temperature=args.temperature,
-                               train_loader=train_loader, val_loader=val_loader, device=device,
-                               epoch_scheduler=scheduler, hooks=hooks)
-    finally:
-        du.cleanup()
+    return run_pretraining(args, model, optimizer, arch=args.arch, temperature=args.temperature,
+                           train_loader=train_loader, val_loader=val_loader, device=device,
+                           epoch_scheduler=scheduler, hooks=hooks)
 
 
 if __name__ == "__main__":

@@ -74,10 +74,25 @@ class DualBaseline(DoubleResNetSimCLRDownstream):
     """Late-fusion supervised baseline: same architecture, trained from scratch."""
 
 
-class ResNetBaseline(SensorModel):
-    """Early fusion (CLI ``resnet18`` / ``resnet50``): one ResNet on the concatenated S1+S2 bands."""
+class _EarlyFusion(SensorModel):
+    """One encoder (``backbone``) on the concatenated bands of the used sensors, then ``fc``."""
 
     backbone_names = ("backbone",)
+
+    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Unpooled feature map of the encoder on the concatenated bands."""
+        return self.backbone.forward_features(concat_sensors(self.check_inputs(batch)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.backbone.forward_head(x, pre_logits=True)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_head(self.forward_features(batch))
+
+
+class ResNetBaseline(_EarlyFusion):
+    """Early fusion (CLI ``resnet18`` / ``resnet50``): one ResNet on the concatenated S1+S2 bands."""
 
     def __init__(self, num_classes: int = 8, base_model: str = "resnet50", s1_input_channels: int = 2,
                  s2_input_channels: int = 13) -> None:
@@ -87,22 +102,9 @@ class ResNetBaseline(SensorModel):
         self.backbone = ResNet(base_model, sum(self.in_chans.values()), num_classes=0)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
 
-    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Unpooled feature map of the encoder on the concatenated bands."""
-        return self.backbone.forward_features(concat_sensors(self.check_inputs(batch)))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.backbone.forward_head(x, pre_logits=True)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_head(self.forward_features(batch))
-
-
-class SwinBaseline(SensorModel):
+class SwinBaseline(_EarlyFusion):
     """One Swin-T on the concatenated (or the single selected) sensor bands + linear head."""
-
-    backbone_names = ("backbone",)
 
     def __init__(self, num_classes: int = 8, s1_input_channels: int = 2, s2_input_channels: int = 13,
                  img_size: int = 224, drop_path_rate: float = 0.1) -> None:
@@ -111,17 +113,6 @@ class SwinBaseline(SensorModel):
         self.img_size = img_size
         self.backbone = SwinEncoder(sum(self.in_chans.values()), img_size=img_size, drop_path_rate=drop_path_rate)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
-
-    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Unpooled feature map of the encoder on the concatenated bands."""
-        return self.backbone.forward_features(concat_sensors(self.check_inputs(batch)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.backbone.forward_head(x, pre_logits=True)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_head(self.forward_features(batch))
 
 
 class DoubleSwinTransformerDownstream(_DualEncoders):

@@ -124,8 +124,10 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Optional[Sequence
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or argparse has printed its error
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    finished = False
     try:
         main(args)
+        finished = True
         return 0
     except KeyboardInterrupt:
         if getattr(args, "debug", False):
@@ -143,6 +145,10 @@ def run(main: Callable, parser: argparse.ArgumentParser, argv: Optional[Sequence
         output_dir = getattr(args, "output_dir", None)
         print(f"error: {format_error(exc, str(output_dir) if output_dir else None)}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+    finally:  # leave the torchrun process group (no barrier after a failure: it could hang)
+        from training import distributed as du
+
+        du.cleanup(barrier=finished)
 
 
 # ------------------------------------------------------------------ boolean and legacy flags

@@ -51,9 +51,11 @@ def init_distributed(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def cleanup() -> None:
+def cleanup(barrier: bool = True) -> None:
+    """Leave the process group (if any); ``barrier`` waits for the other ranks first."""
     if is_distributed():
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -63,40 +63,6 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
                   log_every=cli.positive_int)
 
 
-def build_data(args) -> tuple:
-    """Train and (optional) validation loaders; fails on bad paths before any model exists."""
-    from data import DFCDataset
-
-    if not args.train_dir:
-        raise SystemExit("error: --train_dir is required (the SEN12MS root; "
-                         "`python -m data.sample --root sample_data` makes a small one)")
-    train_set = DFCDataset(args.train_dir, mode=args.train_mode,
-                           clip_sample_values=args.clip_sample_values,
-                           used_data_fraction=args.train_used_data_fraction,
-                           image_px_size=args.image_px_size, cover_all_parts=False,
-                           random_crop=True, seed=args.seed)
-    val_set = None
-    if args.val_dir:
-        # ours: deterministic centre crops; the original drew random crops here too
-        val_set = DFCDataset(args.val_dir, mode=args.val_mode,
-                             clip_sample_values=args.clip_sample_values,
-                             used_data_fraction=args.val_used_data_fraction,
-                             image_px_size=args.image_px_size, cover_all_parts=False,
-                             random_crop=bool(getattr(args, "reproduce_original", False)),
-                             seed=args.seed)
-    pin = torch.cuda.is_available()
-    # drop_last as the original: every step sees a full batch of negatives
-    drop_last = len(train_set) >= args.batch_size * du.get_world_size()
-    train_loader = engine.build_loader(train_set, args.batch_size, shuffle=True,
-                                       num_workers=args.workers, seed=args.seed, pin_memory=pin,
-                                       drop_last=drop_last)
-    val_loader = None
-    if val_set is not None:
-        val_loader = engine.build_loader(val_set, args.batch_size, shuffle=False,
-                                         num_workers=args.workers, seed=args.seed, pin_memory=pin)
-    return train_loader, val_loader
-
-
 def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                     arch: str, temperature: float, train_loader, val_loader, device: torch.device,
                     step_scheduler=None, epoch_scheduler=None, config: dict | None = None,

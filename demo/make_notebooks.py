@@ -85,7 +85,7 @@ This notebook retells the original repository's `{v['original']}` with this proj
 It runs on the generated sample data (`python -m data.sample`), so it works on a laptop CPU.
 With the real data, set `DEMO_DATA=/path/to/dfc2020` and `{v['env']}=/path/to/{v['published']}`
 (the published checkpoint) before starting Jupyter. `DEMO_FAST=1` (the tests) shortens the
-run to 2 epochs on half of the training patches."""),
+run to 2 epochs on a quarter of the training and half of the test patches."""),
         new_code_cell("""import os, sys
 from pathlib import Path
 
@@ -114,10 +114,11 @@ config = {
     "image_px_size": 224, "batch_size": 16, "epochs": 5, "val_every": 2,
     "learning_rate": 1e-5,   # the backbone's, when fine-tuning
     "classifier_lr": 3e-6,   # the head's, when fine-tuning
-    "weight_decay": 1e-3, "seed": 42, "train_used_data_fraction": 1.0,
+    "weight_decay": 1e-3, "seed": 42,
+    "train_used_data_fraction": 1.0, "val_used_data_fraction": 1.0,
 }
-if FAST:
-    config.update(epochs=2, train_used_data_fraction=0.5)
+if FAST:  # a smoke run: 2 epochs (scored after both), a quarter / half of the patches
+    config.update(epochs=2, train_used_data_fraction=0.25, val_used_data_fraction=0.5)
 EPOCHS = int(os.environ.get("DEMO_EPOCHS", config["epochs"]))
 
 engine.set_seed(config["seed"])
@@ -132,7 +133,8 @@ scoring. Patches are 256 px; training takes a random 224 px crop, the test the c
         new_code_cell("""train_set = DFCDataset(DATA, mode="validation", image_px_size=config["image_px_size"],
                        balanced_classes=False, random_crop=True, seed=config["seed"],
                        used_data_fraction=config["train_used_data_fraction"])
-test_set = DFCDataset(DATA, mode="test", image_px_size=config["image_px_size"])
+test_set = DFCDataset(DATA, mode="test", image_px_size=config["image_px_size"],
+                      used_data_fraction=config["val_used_data_fraction"])
 print(train_set, "\\n", test_set)
 len(train_set), len(test_set)"""),
         new_markdown_cell("""## 2. Look at a few samples
@@ -151,7 +153,7 @@ if not ckpt.exists():
     args = {v['pretrain_module']}.get_args_parser().parse_args(
         ["--train_dir", str(DATA), "--epochs", "1" if FAST else "3", {v['pretrain_args']},
          "--workers", "0", "--output_dir", str(RUNS / "{v['pretrain_dir']}"), "--resume", "auto"]
-        + (["--train_used_data_fraction", "0.25"] if FAST else []))
+        + (["--train_used_data_fraction", "0.125"] if FAST else []))
     {v['pretrain_module']}.main(args)
     ckpt = RUNS / "{v['pretrain_dir']}" / "checkpoint_last.pth"
 print("checkpoint:", ckpt)"""),

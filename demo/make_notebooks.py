@@ -60,14 +60,14 @@ VARIANTS = {
         load_note=("Both Swin-T backbones load; the 1000-class heads of the original layout are "
                    "reported as ignored. The 8-class linear head on the fused features is new."),
         run_dir="swin_t_s1s2_finetuning",
-        inputs='{"s1": sample["s1"][None].to(device), "s2": sample["s2"][None].to(device)}',
+        inputs='{"s1": sample["s1"][None].to(device),\n     "s2": sample["s2"][None].to(device)}',
         plot_samples=2,
     ),
 }
 
 
 def cells(v: dict) -> list:
-    opts = f", {v['model_options']}" if v["model_options"] else ""
+    opts = f",\n                     {v['model_options']}" if v["model_options"] else ""
     return [
         new_markdown_cell(f"""# {v['title']}
 
@@ -146,12 +146,14 @@ plt.show()"""),
 `{v['env']}` may point at the published `{v['published']}`. Otherwise the notebook uses the
 checkpoint `make demo` wrote, or pre-trains one briefly here with the project's own
 pre-training script (`{v['pretrain_module']}.py`)."""),
-        new_code_cell(f"""ckpt = Path(os.environ.get("{v['env']}", "{v['demo_ckpt']}"))
+        new_code_cell(f"""ckpt = Path(os.environ.get("{v['env']}",
+                          "{v['demo_ckpt']}"))
 if not ckpt.exists():
     print(f"{{ckpt}} not found: pre-training a backbone briefly on {{DATA}}")
     import {v['pretrain_module']}
     args = {v['pretrain_module']}.get_args_parser().parse_args(
-        ["--train_dir", str(DATA), "--epochs", "1" if FAST else "3", {v['pretrain_args']},
+        ["--train_dir", str(DATA), "--epochs", "1" if FAST else "3",
+         {v['pretrain_args']},
          "--workers", "0", "--output_dir", str(RUNS / "{v['pretrain_dir']}"), "--resume", "auto"]
         + (["--train_used_data_fraction", "0.125"] if FAST else []))
     {v['pretrain_module']}.main(args)
@@ -179,7 +181,8 @@ ignore index 255, for patches whose most frequent pixel is *no data*); after epo
 saved as `classifier-epoch-N.pth`, with the project's checkpoint writer (it records the
 model's name and options, so `load_model` can rebuild it)."""),
         new_code_cell(f"""task = engine.SupervisedTask("dfc_label", num_classes=8)
-train_loader = engine.build_loader(train_set, config["batch_size"], shuffle=True, seed=config["seed"])
+train_loader = engine.build_loader(train_set, config["batch_size"], shuffle=True,
+                                   seed=config["seed"])
 test_loader = engine.build_loader(test_set, config["batch_size"], shuffle=False, evaluation=True)
 out_dir = RUNS / "{v['run_dir']}"
 initial = {{n: p.detach().clone() for n, p in model.named_parameters()}}  # to see what moved
@@ -195,8 +198,8 @@ for epoch in range(EPOCHS):
         line += (f" | test loss {{scores['loss']:.4f}}, OA {{scores['overall_accuracy']:.3f}}, "
                  f"AA {{scores['average_accuracy']:.3f}} -> {{path}}")
     print(line)"""),
-        new_markdown_cell("""Both groups moved, each by about its learning rate per step (Adam's steps are close to
-the learning rate in size):"""),
+        new_markdown_cell("""Both groups moved, each by at most about its learning rate per step (the size of an Adam
+step is close to the learning rate):"""),
         new_code_cell("""names = {id(p): n for n, p in model.named_parameters()}
 steps = EPOCHS * len(train_loader)
 for g in optimizer.param_groups:
@@ -223,9 +226,10 @@ classifier = load_model(last).to(device).eval()
 print("reloaded:", last)
 
 sample = test_set[2]
+x = {v['inputs']}
 with torch.no_grad():
-    logits = classifier({v['inputs']})
-    same = torch.allclose(logits, model.eval()({v['inputs']}), atol=1e-5)
+    logits = classifier(x)
+    same = torch.allclose(logits, model.eval()(x), atol=1e-5)
 pred, true = int(logits.argmax(1)), int(sample["dfc_label"])
 print(f"predicted class: {{test_set.classes[pred]}}; true class: "
       f"{{test_set.classes[true] if true != 255 else 'no data'}}; "

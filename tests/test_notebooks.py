@@ -27,12 +27,8 @@ KERNEL_CHECKS = '''
 assert last == out_dir / f"classifier-epoch-{EPOCHS - 1}.pth" and last.is_file(), last
 _saved = dict(classifier.named_parameters())
 assert all(torch.equal(p, _saved[n]) for n, p in model.named_parameters())
-model.eval(); classifier.eval()
-_batch = engine.to_device(next(iter(test_loader)), device)
-with torch.no_grad():
-    _a, _b = model(_batch), classifier(_batch)
-assert torch.equal(_a.argmax(1), _b.argmax(1)) and torch.allclose(_a, _b, atol=1e-5)
-assert same, "the notebook's own reload check failed"
+assert all(torch.equal(b, dict(classifier.named_buffers())[n]) for n, b in model.named_buffers())
+assert same, "the notebook's reload check (same logits on its sample) failed"
 
 # fine-tuning: everything trains, the backbone at 1e-5, the head at 3e-6
 _lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}

@@ -507,7 +507,7 @@ class GMLCloudMask:
         if not self.polygons:
             return np.zeros((height, width), bool)
         from rasterio.features import rasterize
-        t = self.grid.transform * rasterio.Affine.translation(col_off, row_off)
+        t = self.grid.transform @ rasterio.Affine.translation(col_off, row_off)
         return rasterize(((p, 1) for p in self.polygons), out_shape=(height, width), transform=t,
                          fill=0, dtype="uint8").astype(bool)
 

@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = p.add_argument_group("sliding windows")
     w.add_argument("--window", type=int, default=None,
                    help="window size in px (default: the model's img_size option if recorded, else 224)")
-    w.add_argument("--overlap", type=float, default=0.5, help="fraction of overlap between neighbouring windows")
+    w.add_argument("--overlap", type=float, default=0.25,
+                   help="fraction of overlap between neighbouring windows; 0.25 computes each pixel about 1.8 "
+                        "times and left no measurable seams (README, benchmarks/scene.py), 0.5 about 4 times, "
+                        "0 once but with visible seams")
     w.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
     w.add_argument("--blend", choices=("probabilities", "logits"), default="probabilities",
                    help="blend softmax probabilities or raw logits of overlapping windows")
@@ -213,14 +216,28 @@ def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=Non
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch  # noqa: F401  (after argparse so that --help is fast)
-    from inference import products, software_version, writer
-    from utils import scene
+    from inference import products
 
     if not 0.0 <= args.overlap < 1.0:
         raise SystemExit(f"error: --overlap must be in [0, 1), got {args.overlap}")
     if args.batch_size < 1:
         raise SystemExit("error: --batch_size must be >= 1")
     device = resolve_device(args.device)
+    s2_offset = _parse_offset(args.s2_offset)
+    try:   # the product first: an L2A refusal or a missing band is reported before the model loads
+        s2, product = products.open_s2_product(args.s2, resampling=args.resampling, allow_l2a=args.allow_l2a)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}")
+    try:
+        return _run(args, device, s2, product, s2_offset)
+    finally:
+        s2.close()
+
+
+def _run(args, device, s2, product, s2_offset) -> int:
+    """The body of :func:`main` once the Sentinel-2 input is open (closed by the caller)."""
+    from inference import products, software_version, writer
+    from utils import scene
 
     ckpt = load_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
@@ -235,11 +252,6 @@ def main(argv=None) -> int:
                          f"{options.get('s1_input_channels', 2)}); pass --s1 S1.tif (for a checkpoint of an "
                          "S2-only model that does not record its options: --model_option s1_input_channels=0)")
 
-    s2_offset = _parse_offset(args.s2_offset)
-    try:
-        s2, product = products.open_s2_product(args.s2, resampling=args.resampling, allow_l2a=args.allow_l2a)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
     s1 = cloud = None
     tmp_out = tmp_prob = None
     try:
@@ -302,7 +314,7 @@ def main(argv=None) -> int:
             writer.to_cog(tmp_prob, args.probabilities, resampling="average")
             result.outputs["probabilities"] = str(args.probabilities)
     finally:
-        s2.close()
+        s2.close()    # the OffsetSource (closing it twice is harmless)
         for src in (s1, cloud):
             if src is not None:
                 src.close()

@@ -384,7 +384,9 @@ class OffsetSource:
 
 def l2a_refusal(product: S2Product) -> str:
     missing = ", ".join(product.missing_bands) or "B10"
-    return (f"Sentinel-2 input {product.path} is a Level-2A product: band {missing} is missing (cirrus, not "
+    what = ("is a Level-2A product" if product.metadata_file else "looks like a Level-2A product (L2A file names "
+            "or only B10 missing)")
+    return (f"Sentinel-2 input {product.path} {what}: band {missing} is missing (cirrus, not "
             "delivered in L2A) and its values are surface (bottom-of-atmosphere) reflectance, while the models "
             "were trained on Level-1C top-of-atmosphere values. Use the L1C product of the same acquisition, or "
             "pass --allow_l2a for an approximation (B10 filled from B09, surface reflectance used as TOA)")

@@ -200,6 +200,10 @@ def test_offset_applied_exactly_once_values_equal_the_old_product(products_dir):
         np.testing.assert_array_equal(np.nan_to_num(got, nan=0.0), old.astype(np.float32))
         with pytest.raises(ValueError, match="already applied"):
             products.OffsetSource(src, d.offsets)
+    # utils.scene.open_s2 (the library entry point) removes the offset of a SAFE product too
+    with scene.open_s2(products_dir["new"], resampling="nearest") as src:
+        assert src.offset_applied
+        np.testing.assert_array_equal(np.nan_to_num(src.read(0, 0, H, W), nan=0.0), old.astype(np.float32))
 
 
 # ----------------------------------------------------------------------------- CLI end to end
@@ -363,3 +367,21 @@ def test_s1_linear_two_files_equals_db_and_s1_only_keeps_clouds(products_dir, tm
     np.testing.assert_array_equal(maps[0], exp)                     # cloud box mapped
     with products.open_s1_inputs([vh, vv], scene.Grid(UTM, t, W, H), units="linear") as src:
         np.testing.assert_allclose(src.read(0, 0, H, W), np.stack([vv_db, vh_db]), atol=1e-4)
+
+
+def test_seam_metric_of_the_scene_benchmark_sees_window_borders():
+    """benchmarks/scene.py's seam ratio: ~1 for a map without traces of the windows, > 1 with jumps at borders."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_scene", Path(__file__).resolve().parents[1] / "benchmarks" / "scene.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    y, x = np.mgrid[:448, :448]
+    smooth = np.stack([0.5 + 0.4 * np.sin(x / 37.0 + y / 53.0)] * 2)
+    smooth[1] = 1 - smooth[0]
+    m = bench.seam_metrics(smooth.argmax(0).astype(np.uint8), smooth.astype(np.float32), 224, 0.0)
+    assert 0.8 < m["prob_seam_ratio"] < 1.25
+    seamy = smooth.copy()
+    seamy[0, :, 224:] = np.clip(seamy[0, :, 224:] + 0.2, 0, 1)   # the second window column disagrees
+    seamy[1] = 1 - seamy[0]
+    m = bench.seam_metrics(seamy.argmax(0).astype(np.uint8), seamy.astype(np.float32), 224, 0.0)
+    assert m["prob_seam_ratio"] > 2

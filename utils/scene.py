@@ -3,10 +3,11 @@
 This is the library behind ``predict.py``. The pieces are usable on their own (e.g. from a
 notebook):
 
-* :func:`open_s2` opens a Sentinel-2 scene, either one 13-band GeoTIFF or a folder of
-  per-band files (``*_B01.jp2`` / ``*_B01.tif`` ... ``*_B12``, also L2A names such as
+* :func:`open_s2` opens a Sentinel-2 scene, either one 13-band GeoTIFF, a SAFE product
+  (folder or ``.zip``, through :mod:`inference.products`, processing-baseline offset removed)
+  or a folder of per-band files (``*_B01.jp2`` / ``*_B01.tif`` ... ``*_B12``, also L2A names such as
   ``*_B02_10m.jp2``; the folder is searched recursively if no band file sits directly in
-  it, so a ``.SAFE`` directory works). Bands at 20 m / 60 m are resampled on the fly onto
+  it). Bands at 20 m / 60 m are resampled on the fly onto
   the grid of a 10 m band (B02, B03, B04 or B08, the finest one found) through a GDAL
   ``WarpedVRT`` -- bilinear by default (reflectances are smooth enough for it; ``nearest``
   keeps the original values, ``cubic`` is available too) -- and stacked in the order
@@ -328,8 +329,26 @@ class S2BandFolderSource:
         self.close()
 
 
+def _is_safe_product(path) -> bool:
+    p = Path(path)
+    if p.is_file():
+        return p.suffix.lower() == ".zip"
+    return p.is_dir() and (p.name.upper().endswith(".SAFE") or
+                           any((p / n).is_file() for n in ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")))
+
+
 def open_s2(path, resampling="bilinear"):
-    """Open a Sentinel-2 scene: a 13-band raster file or a folder of per-band files."""
+    """Open a Sentinel-2 scene: a 13-band raster file, a folder of per-band files, or a SAFE product.
+
+    A SAFE product (folder or ``.zip``) is opened by :func:`inference.products.open_s2_product`
+    and its processing-baseline offset (``RADIO_ADD_OFFSET``) is removed, as ``predict.py`` does;
+    a GeoTIFF or band folder is returned as stored (see ``--s2_offset`` of ``predict.py``).
+    """
+    if _is_safe_product(path):
+        from inference.products import OffsetSource, decide_offset, open_s2_product
+        src, product = open_s2_product(path, resampling=resampling)
+        d = decide_offset(product)
+        return src if d.is_identity else OffsetSource(src, d.offsets, d.scale)
     if os.path.isdir(path):
         return S2BandFolderSource(path, resampling=resampling)
     if not os.path.exists(path):

@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--window", type=int, default=None,
                    help="window size in px (default: the model's img_size option if recorded, else 224)")
     w.add_argument("--overlap", type=float, default=0.25,
-                   help="fraction of overlap between neighbouring windows; 0.25 computes each pixel about 1.8 "
-                        "times and left no measurable seams (README, benchmarks/scene.py), 0.5 about 4 times, "
+                   help="fraction of overlap between neighbouring windows; 0.25 computes each pixel about twice "
+                        "and left no measurable seams (README, benchmarks/scene.py), 0.5 about 4 times, "
                         "0 once but with visible seams")
     w.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
     w.add_argument("--blend", choices=("probabilities", "logits"), default="probabilities",

@@ -385,3 +385,32 @@ def test_seam_metric_of_the_scene_benchmark_sees_window_borders():
     seamy[1] = 1 - seamy[0]
     m = bench.seam_metrics(seamy.argmax(0).astype(np.uint8), seamy.astype(np.float32), 224, 0.0)
     assert m["prob_seam_ratio"] > 2
+
+
+def test_cloud_mask_files_qa60_and_gml_and_errors(tmp_path):
+    """--cloud_mask FILE: a QA60 raster (bits 10/11; other bits ignored) at 60 m and a GML mask
+    land on the 10 m grid; a missing file or a GML in another CRS is a one-line error naming it."""
+    g = scene.Grid(UTM, from_origin(*ORIGIN, 10, 10), W, H)
+    qa = np.zeros((1, H // 6, W // 6), np.uint16)
+    qa[0, 20:25, 10:20] = 1 << 10          # opaque
+    qa[0, 25:30, 10:20] = 1 << 11          # cirrus
+    qa[0, 0:5, 0:5] = 1 << 3               # another bit: not a cloud
+    path = write_tif(tmp_path / "S2_QA60.tif", qa, from_origin(*ORIGIN, 60, 60))
+    prod = products.S2Product(path="scene.tif", kind="geotiff")
+    expected = np.zeros((H, W), bool)
+    expected[CLOUD] = True
+    mask, line = products.open_cloud_mask(prod, g, path)
+    assert "QA60" in line
+    np.testing.assert_array_equal(mask.read(0, 0, H, W), expected)
+    np.testing.assert_array_equal(mask.read(100, 50, 50, 40), expected[100:150, 50:90])
+    mask.close()
+    (tmp_path / "MSK_CLOUDS_B00.gml").write_text(gml_mask(CLOUD))
+    mask, line = products.open_cloud_mask(prod, g, str(tmp_path / "MSK_CLOUDS_B00.gml"))
+    assert "1 opaque/cirrus polygons" in line
+    np.testing.assert_array_equal(mask.read(0, 0, H, W), expected)
+    assert products.open_cloud_mask(prod, g, "auto")[0] is None
+    with pytest.raises(FileNotFoundError, match="--cloud_mask .*nope.tif"):
+        products.open_cloud_mask(prod, g, str(tmp_path / "nope.tif"))
+    (tmp_path / "other.gml").write_text(gml_mask(CLOUD).replace("32632", "32633"))
+    with pytest.raises(products.ProductError, match="other.gml.*EPSG:32633"):
+        products.open_cloud_mask(prod, g, str(tmp_path / "other.gml"))

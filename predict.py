@@ -5,18 +5,26 @@ Runs a fine-tuned segmentation model (e.g. ``DoubleSwinTransformerSegmentation``
 classification model -- over a scene of any size with overlapping sliding windows and
 writes, on the Sentinel-2 grid (same CRS, transform and size):
 
-* ``--out``: uint8 GeoTIFF of the 8 DFC classes (0-7, 255 = no data), tiled, deflate
-  compressed, with a colour table and the class names as tags (``CLASS_NAMES``, ``CLASS_i``);
-* ``--probabilities``: optional float32 GeoTIFF, one band per class (NaN = no data);
+* ``--out``: uint8 Cloud-Optimised GeoTIFF of the 8 DFC classes (0-7, 255 = no data or
+  cloud) with overviews (mode resampling), a colour table, the class names as GDAL category
+  names and a raster attribute table (in the ``.aux.xml`` sidecar) and as tags (``CLASS_NAMES``,
+  ``CLASS_i``), and the model, checkpoint, S2 offset and software version as tags;
+* ``--probabilities``: optional COG, one band per class: uint8 with scale 1/255 (255 = no
+  data) or float32 (NaN = no data) with ``--probabilities_dtype float32``;
 * ``--preview``: optional PNG with a legend;
-* ``--summary``: optional JSON of per-class areas (km²); the table is always printed.
+* ``--summary``: optional JSON of per-class areas (km², cloud-free area); the table is always printed.
 
-Inputs: ``--s2`` is a 13-band GeoTIFF (B01..B12 incl. B8A and B10, L1C digital numbers) or
-a folder of per-band files (``*_B01.jp2`` / ``*_B01.tif`` ... at 10/20/60 m, e.g. a SAFE
-``IMG_DATA`` folder) which are resampled (``--resampling``, bilinear by default) onto the
-grid of a 10 m band and stacked in band order. ``--s1`` is an optional 2-band GeoTIFF
-(VV, VH in dB), reprojected onto the S2 grid when its grid differs; it is required when the
-model uses Sentinel-1.
+Inputs: ``--s2`` is a Sentinel-2 SAFE product (folder or ``.zip``; bands from
+``GRANULE/*/IMG_DATA``, metadata from ``MTD_MSIL1C.xml``), a 13-band GeoTIFF (B01..B12 incl.
+B8A and B10, L1C digital numbers) or a folder of per-band files (``*_B01.jp2`` /
+``*_B01.tif`` ... at 10/20/60 m); bands are resampled (``--resampling``, bilinear by default)
+onto the grid of a 10 m band and stacked in band order. Products of processing baseline
+04.00 and later (since 25 January 2022) carry an offset of -1000 DN, which is read from the
+metadata and removed before the windows are normalised (``--s2_offset`` for inputs without
+metadata). Level-2A products are refused unless ``--allow_l2a``. ``--cloud_mask auto`` writes
+the pixels the product's cloud mask flags as 255. ``--s1`` is one 2-band file (VV, VH) or two
+files (VV, VH) in dB or, with ``--s1_units linear``, linear backscatter, reprojected onto the
+S2 grid when its grid differs; it is required when the model uses Sentinel-1.
 
 Every window is normalised exactly as in training (clipping, division of each band by its
 maximum within the window). Segmentation outputs are blended with a smooth weight window
@@ -34,6 +42,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -58,16 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
                          "'model_options', ...}) or by the original implementation ({'model_weights', ...}, "
                          "then --model is needed)")
     io.add_argument("--s2", required=True,
-                    help="Sentinel-2 scene: 13-band GeoTIFF (B01..B12 incl. B8A, B10) or a folder of per-band "
-                         "files *_B01.jp2|tif ... *_B12 (10/20/60 m, resampled onto the 10 m grid)")
-    io.add_argument("--s1", default=None,
-                    help="Sentinel-1 GeoTIFF (VV, VH in dB) covering the scene; reprojected onto the S2 grid "
+                    help="Sentinel-2 scene: a SAFE product (folder or .zip, Level-1C), a 13-band GeoTIFF "
+                         "(B01..B12 incl. B8A, B10) or a folder of per-band files *_B01.jp2|tif ... *_B12 "
+                         "(10/20/60 m, resampled onto the 10 m grid)")
+    io.add_argument("--s1", nargs="+", default=None, metavar="FILE",
+                    help="Sentinel-1 covering the scene: one 2-band file (VV, VH) or two files (VV, VH; told "
+                         "apart by 'vv'/'vh' in their names, else in this order); reprojected onto the S2 grid "
                          "if needed. Required when the model uses Sentinel-1")
-    io.add_argument("--out", required=True, help="output land-cover GeoTIFF (uint8, 255 = no data)")
+    io.add_argument("--out", required=True,
+                    help="output land-cover Cloud-Optimised GeoTIFF (uint8, 255 = no data or cloud)")
     io.add_argument("--probabilities", default=None,
-                    help="optional float32 GeoTIFF with one class-probability band per class")
+                    help="optional Cloud-Optimised GeoTIFF with one class-probability band per class")
     io.add_argument("--preview", default=None, help="optional PNG preview with a legend")
     io.add_argument("--summary", default=None, help="optional JSON file with the per-class area summary")
+
+    pr = p.add_argument_group("products")
+    pr.add_argument("--s2_offset", default="auto",
+                    help="DN added to every S2 band before clipping: 'auto' reads RADIO_ADD_OFFSET (-1000 since "
+                         "processing baseline 04.00) from the SAFE metadata and applies none, with a warning, "
+                         "when the baseline cannot be known; a number (e.g. -1000 or 0) overrides")
+    pr.add_argument("--allow_l2a", action="store_true",
+                    help="accept a Level-2A product with an approximation: B10 filled from B09, surface "
+                         "reflectance used as top-of-atmosphere (BOA_ADD_OFFSET applied); less accurate")
+    pr.add_argument("--cloud_mask", default="auto", metavar="auto|none|FILE",
+                    help="write cloudy pixels as 255: 'auto' uses the product's MSK_CLASSI_B00.jp2 (baseline "
+                         ">= 04.00) or MSK_CLOUDS_B00.gml (older) when there is one; 'none'; or a mask file "
+                         "(MSK_CLASSI, GML, QA60 or non-zero = cloud). Not applied for S1-only models")
+    pr.add_argument("--s1_units", choices=("db", "linear"), default="db",
+                    help="units of --s1: dB (as in training) or linear backscatter (converted to dB)")
+    pr.add_argument("--probabilities_dtype", choices=("uint8", "float32"), default="uint8",
+                    help="--probabilities as uint8 (value / 255, 255 = no data) or float32 (NaN = no data)")
 
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None,
@@ -83,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = p.add_argument_group("sliding windows")
     w.add_argument("--window", type=int, default=None,
                    help="window size in px (default: the model's img_size option if recorded, else 224)")
-    w.add_argument("--overlap", type=float, default=0.5, help="fraction of overlap between neighbouring windows")
+    w.add_argument("--overlap", type=float, default=0.25,
+                   help="fraction of overlap between neighbouring windows; 0.25 computes each pixel about twice "
+                        "and left no measurable seams (README, benchmarks/scene.py), 0.5 about 4 times, "
+                        "0 once but with visible seams")
     w.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
     w.add_argument("--blend", choices=("probabilities", "logits"), default="probabilities",
                    help="blend softmax probabilities or raw logits of overlapping windows")
@@ -115,6 +148,19 @@ def _parse_options(items):
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def _parse_offset(text: str):
+    """``--s2_offset``: None for 'auto', else a number of DN."""
+    if str(text).lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise SystemExit(f"error: --s2_offset {text!r}: expected 'auto' or a number of DN such as -1000 or 0")
+    if not math.isfinite(value) or abs(value) > 10000:
+        raise SystemExit(f"error: --s2_offset {text}: expected a value between -10000 and 10000 DN")
+    return value
 
 
 def load_checkpoint(path):
@@ -170,13 +216,28 @@ def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=Non
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch  # noqa: F401  (after argparse so that --help is fast)
-    from utils import scene
+    from inference import products
 
     if not 0.0 <= args.overlap < 1.0:
         raise SystemExit(f"error: --overlap must be in [0, 1), got {args.overlap}")
     if args.batch_size < 1:
         raise SystemExit("error: --batch_size must be >= 1")
     device = resolve_device(args.device)
+    s2_offset = _parse_offset(args.s2_offset)
+    try:   # the product first: an L2A refusal or a missing band is reported before the model loads
+        s2, product = products.open_s2_product(args.s2, resampling=args.resampling, allow_l2a=args.allow_l2a)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}")
+    try:
+        return _run(args, device, s2, product, s2_offset)
+    finally:
+        s2.close()
+
+
+def _run(args, device, s2, product, s2_offset) -> int:
+    """The body of :func:`main` once the Sentinel-2 input is open (closed by the caller)."""
+    from inference import products, software_version, writer
+    from utils import scene
 
     ckpt = load_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
@@ -191,42 +252,80 @@ def main(argv=None) -> int:
                          f"{options.get('s1_input_channels', 2)}); pass --s1 S1.tif (for a checkpoint of an "
                          "S2-only model that does not record its options: --model_option s1_input_channels=0)")
 
+    s1 = cloud = None
+    tmp_out = tmp_prob = None
     try:
-        s2 = scene.open_s2(args.s2, resampling=args.resampling)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
-    s1 = None
-    try:
+        for note in product.notes:
+            print(f"note: {note}", file=sys.stderr)
+        offset = products.decide_offset(product, s2_offset)
+        print(offset.message, file=sys.stderr)
+        if offset.warning:
+            print(f"warning: {offset.warning}", file=sys.stderr)
+        if not offset.is_identity:
+            s2 = products.OffsetSource(s2, offset.offsets, offset.scale)
         if args.s1 is not None:
             if not uses_s1:
-                print(f"note: model {name} does not use Sentinel-1; {args.s1} only masks no-data", file=sys.stderr)
+                print(f"note: model {name} does not use Sentinel-1; {' '.join(args.s1)} only masks no-data",
+                      file=sys.stderr)
             try:
-                s1 = scene.open_s1(args.s1, s2.grid, resampling=args.resampling,
-                                   reference_name=f"Sentinel-2 input {args.s2}")
+                s1 = products.open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
+                                             reference_name=f"Sentinel-2 input {args.s2}")
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {exc}")
             if getattr(s1, "warped", False):
-                print(f"note: {args.s1} is on another grid; reprojected onto the Sentinel-2 grid "
+                print(f"note: {' '.join(args.s1)} is on another grid; reprojected onto the Sentinel-2 grid "
                       f"({args.resampling})", file=sys.stderr)
         if not uses_s2:
             print(f"note: model {name} does not use Sentinel-2; {args.s2} defines the grid and the "
-                  "no-data mask", file=sys.stderr)
+                  "no-data mask; no cloud mask (radar sees through clouds)", file=sys.stderr)
+            cloud_line = "cloud mask: none (S1-only model)"
+        else:
+            try:
+                cloud, cloud_line = products.open_cloud_mask(product, s2.grid, args.cloud_mask)
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"error: {exc}")
+        print(cloud_line, file=sys.stderr)
         g = s2.grid
         print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {name} on {device}, window {window}, "
               f"overlap {args.overlap}", file=sys.stderr)
         tags = {"MODEL": name, "MODEL_OPTIONS": json.dumps(options, default=str),
                 "CHECKPOINT": str(Path(args.checkpoint).name), "S2_SOURCE": str(args.s2),
-                "S1_SOURCE": str(args.s1 or ""), "BLEND": args.blend}
-        result = scene.predict_scene(model, s2, s1, out_path=args.out, probabilities_path=args.probabilities,
-                                     window=window, overlap=args.overlap, batch_size=args.batch_size,
-                                     device=device, blend=args.blend, progress=not args.no_progress, tags=tags)
+                "S1_SOURCE": " ".join(args.s1 or []), "S1_UNITS": args.s1_units if args.s1 else "",
+                "BLEND": args.blend, "OVERLAP": str(args.overlap),
+                "S2_OFFSET": offset.tag(), "S2_OFFSET_SOURCE": offset.source,
+                "PROCESSING_BASELINE": product.baseline or "unknown", "PRODUCT_LEVEL": product.level or "unknown",
+                "CLOUD_MASK": cloud_line, "SOFTWARE_VERSION": software_version(),
+                "TIFFTAG_SOFTWARE": f"predict.py ({software_version()})"}
+        if product.level == "L2A":
+            tags["L2A_APPROXIMATION"] = "B10 filled from B09; surface reflectance used as top-of-atmosphere"
+        tmp_out = writer.tmp_path_for(args.out)
+        tmp_prob = writer.tmp_path_for(args.probabilities) if args.probabilities else None
+        try:
+            result = scene.predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
+                                         window=window, overlap=args.overlap, batch_size=args.batch_size,
+                                         device=device, blend=args.blend, progress=not args.no_progress,
+                                         tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}")
+        writer.to_cog(tmp_out, args.out, resampling="mode")
+        writer.write_categories(args.out, result.class_names, scene.class_colors_rgb(result.num_classes))
+        result.outputs["map"] = str(args.out)
+        if tmp_prob:
+            writer.to_cog(tmp_prob, args.probabilities, resampling="average")
+            result.outputs["probabilities"] = str(args.probabilities)
     finally:
-        s2.close()
-        if s1 is not None:
-            s1.close()
+        s2.close()    # the OffsetSource (closing it twice is harmless)
+        for src in (s1, cloud):
+            if src is not None:
+                src.close()
+        for tmp in (tmp_out, tmp_prob):
+            if tmp and os.path.exists(tmp):
+                os.remove(tmp)
 
     summary = scene.area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
-                                 s1=args.s1, outputs=result.outputs)
+                                 s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
+                                 processing_baseline=product.baseline, cloud_mask=cloud_line,
+                                 outputs=result.outputs)
     print(f"{result.mode} map written to {args.out}")
     print(scene.format_summary(summary))
     if args.summary:

@@ -150,7 +150,8 @@ def main(argv=None) -> int:
         generate_scene(data)
     run(["predict.py", "--checkpoint", str(seg / "checkpoint_last.pth"), "--s2", str(scene_s2),
          "--s1", str(scene_s1), "--out", str(out / "scene_map.tif"), "--preview",
-         str(out / "scene_map.png"), "--summary", str(out / "scene_areas.json"), "--no_progress"])
+         str(out / "scene_map.png"), "--summary", str(out / "scene_areas.json"), "--no_progress",
+         "--s2_offset", "0"])   # the sample scene is SEN12MS-like: no processing-baseline offset
     print(f"\nfigures: {seg / 'predictions.png'}, {out / 'swin_finetuned_ssl' / 'confusion_matrix.png'}, "
           f"{out / 'scene_map.png'}")
     print(f"TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {out}")

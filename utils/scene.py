@@ -3,10 +3,11 @@
 This is the library behind ``predict.py``. The pieces are usable on their own (e.g. from a
 notebook):
 
-* :func:`open_s2` opens a Sentinel-2 scene, either one 13-band GeoTIFF or a folder of
-  per-band files (``*_B01.jp2`` / ``*_B01.tif`` ... ``*_B12``, also L2A names such as
+* :func:`open_s2` opens a Sentinel-2 scene, either one 13-band GeoTIFF, a SAFE product
+  (folder or ``.zip``, through :mod:`inference.products`, processing-baseline offset removed)
+  or a folder of per-band files (``*_B01.jp2`` / ``*_B01.tif`` ... ``*_B12``, also L2A names such as
   ``*_B02_10m.jp2``; the folder is searched recursively if no band file sits directly in
-  it, so a ``.SAFE`` directory works). Bands at 20 m / 60 m are resampled on the fly onto
+  it). Bands at 20 m / 60 m are resampled on the fly onto
   the grid of a 10 m band (B02, B03, B04 or B08, the finest one found) through a GDAL
   ``WarpedVRT`` -- bilinear by default (reflectances are smooth enough for it; ``nearest``
   keeps the original values, ``cubic`` is available too) -- and stacked in the order
@@ -260,11 +261,11 @@ class S2BandFolderSource:
     Areas a band does not cover read as 0.
     """
 
-    def __init__(self, folder, resampling="bilinear"):
+    def __init__(self, folder, resampling="bilinear", files: Optional[Dict[str, List[str]]] = None):
         self.path = str(folder)
         self.name = self.path
         self.count = len(S2_BAND_NAMES)
-        found = find_band_files(folder)
+        found = find_band_files(folder) if files is None else {b: list(p) for b, p in files.items()}
         missing = [b for b in S2_BAND_NAMES if b not in found]
         if missing:
             raise FileNotFoundError(
@@ -328,8 +329,26 @@ class S2BandFolderSource:
         self.close()
 
 
+def _is_safe_product(path) -> bool:
+    p = Path(path)
+    if p.is_file():
+        return p.suffix.lower() == ".zip"
+    return p.is_dir() and (p.name.upper().endswith(".SAFE") or
+                           any((p / n).is_file() for n in ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")))
+
+
 def open_s2(path, resampling="bilinear"):
-    """Open a Sentinel-2 scene: a 13-band raster file or a folder of per-band files."""
+    """Open a Sentinel-2 scene: a 13-band raster file, a folder of per-band files, or a SAFE product.
+
+    A SAFE product (folder or ``.zip``) is opened by :func:`inference.products.open_s2_product`
+    and its processing-baseline offset (``RADIO_ADD_OFFSET``) is removed, as ``predict.py`` does;
+    a GeoTIFF or band folder is returned as stored (see ``--s2_offset`` of ``predict.py``).
+    """
+    if _is_safe_product(path):
+        from inference.products import OffsetSource, decide_offset, open_s2_product
+        src, product = open_s2_product(path, resampling=resampling)
+        d = decide_offset(product)
+        return src if d.is_identity else OffsetSource(src, d.offsets, d.scale)
     if os.path.isdir(path):
         return S2BandFolderSource(path, resampling=resampling)
     if not os.path.exists(path):
@@ -338,8 +357,9 @@ def open_s2(path, resampling="bilinear"):
     return src
 
 
-def open_s1(path, grid: Grid, resampling="bilinear", reference_name: str = "the Sentinel-2 scene"):
-    """Open a Sentinel-1 GeoTIFF (VV, VH in dB) and put it on ``grid``.
+def open_s1(path, grid: Grid, resampling="bilinear", reference_name: str = "the Sentinel-2 scene",
+            bands: int = 2):
+    """Open a Sentinel-1 GeoTIFF (VV, VH in dB; ``bands=1``: one polarisation) and put it on ``grid``.
 
     Identical grids are read directly; otherwise the file is reprojected onto ``grid`` with a
     ``WarpedVRT`` (pixels outside the S1 footprint read as NaN, i.e. no-data). Raises
@@ -350,8 +370,9 @@ def open_s1(path, grid: Grid, resampling="bilinear", reference_name: str = "the 
         raise FileNotFoundError(f"Sentinel-1 input {path} does not exist")
     with rasterio.open(path) as src:
         count, crs, bounds = src.count, src.crs, src.bounds
-    if count != 2:
-        raise ValueError(f"Sentinel-1 GeoTIFF {path}: expected 2 bands (VV, VH in dB), found {count}")
+    if count != bands:
+        what = "2 bands (VV, VH in dB)" if bands == 2 else f"{bands} band(s)"
+        raise ValueError(f"Sentinel-1 GeoTIFF {path}: expected {what}, found {count}")
     if crs is None or grid.crs is None:
         if not (crs is None and grid.crs is None):
             raise ValueError(f"Sentinel-1 GeoTIFF {path}: CRS {crs} vs {grid.crs} of {reference_name}; "
@@ -364,7 +385,7 @@ def open_s1(path, grid: Grid, resampling="bilinear", reference_name: str = "the 
     if not overlap:
         raise ValueError(f"Sentinel-1 GeoTIFF {path} (CRS {crs}) does not overlap {reference_name} "
                          f"(CRS {grid.crs}): no common area, nothing to predict")
-    return RasterSource(path, expected_count=2, what="Sentinel-1 GeoTIFF (VV, VH)", grid=grid,
+    return RasterSource(path, expected_count=bands, what="Sentinel-1 GeoTIFF", grid=grid,
                         resampling=resampling, nodata=float("nan"), warp_dtype="float32")
 
 
@@ -487,7 +508,7 @@ class _TiledWriter:
     """
 
     def __init__(self, path, grid: Grid, count: int, dtype, nodata, predictor: int, max_rows: int,
-                 tags=None, descriptions=None, colormap=None):
+                 tags=None, descriptions=None, colormap=None, scales=None):
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
                        crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True,
                        blockxsize=TILE, blockysize=TILE, compress="deflate", predictor=predictor,
@@ -501,6 +522,8 @@ class _TiledWriter:
             self.ds.update_tags(**tags)
         for i, d in enumerate(descriptions or []):
             self.ds.set_band_description(i + 1, d)
+        if scales is not None:
+            self.ds.scales = tuple(scales)
         self.width, self.height = grid.width, grid.height
         self.buf = np.empty((count, min(TILE + max_rows, grid.height), grid.width), dtype)
         self._top = 0   # scene row of buffer row 0
@@ -552,6 +575,9 @@ class SceneResult:
     labels: Optional[np.ndarray] = None
     probabilities: Optional[np.ndarray] = None
     outputs: Dict[str, str] = field(default_factory=dict)
+    cloud_masked: bool = False     # a cloud mask was applied
+    cloud_pixels: int = 0          # data pixels written as no data because the mask flags them
+    cloud_area_m2: float = 0.0
 
 
 def _pad_to(arr: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -572,7 +598,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                   keep_in_memory: Optional[bool] = None, return_probabilities: bool = False,
                   tags: Optional[Dict[str, str]] = None,
                   preprocess_s1: Optional[Callable] = None, preprocess_s2: Optional[Callable] = None,
-                  s1_zeros_if_missing: bool = True) -> SceneResult:
+                  s1_zeros_if_missing: bool = True, cloud_mask=None,
+                  probabilities_dtype: str = "float32") -> SceneResult:
     """Predict a land-cover map of a whole scene with sliding windows (see module docstring).
 
     Args:
@@ -582,7 +609,13 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         s1: optional Sentinel-1 source on the same grid (:func:`open_s1`). When ``None`` and
             ``s1_zeros_if_missing``, the model gets an all-zero S1 tensor (for S2-only models).
         out_path: label GeoTIFF (uint8, nodata 255, colour table, class names as tags).
-        probabilities_path: optional float32 GeoTIFF with one probability band per class.
+        probabilities_path: optional GeoTIFF with one probability band per class: float32 (NaN =
+            no data) or, with ``probabilities_dtype="uint8"``, ``round(255 p)`` capped at 254 with
+            scale 1/255 and nodata 255.
+        cloud_mask: optional source on the S2 grid whose ``read(row_off, col_off, h, w)`` returns
+            a ``(h, w)`` bool array, True = cloud. Flagged pixels take part in inference (as in
+            training crops) but are written as 255 / no data and counted separately
+            (``result.cloud_pixels``, ``cloud_area_m2``).
         window, overlap, batch_size, device: sliding-window settings.
         blend: ``"probabilities"`` (weighted mean of softmax outputs, default) or ``"logits"``
             (weighted mean of logits, softmax afterwards).
@@ -595,6 +628,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
     import torch
     import torch.nn.functional as F
 
+    if probabilities_dtype not in ("float32", "uint8"):
+        raise ValueError(f"probabilities_dtype must be 'float32' or 'uint8', got {probabilities_dtype!r}")
     if blend not in ("probabilities", "logits"):
         raise ValueError(f"blend must be 'probabilities' or 'logits', got {blend!r}")
     if window < 1 or batch_size < 1:
@@ -629,6 +664,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
     mem_probs: List[np.ndarray] = []
     counts = area = None
     nodata_px, nodata_area = 0, 0.0
+    cloud_px, cloud_area = 0, 0.0
+    cloudy = None                    # strip of cloud flags, like ``valid``
     out_tags = dict(tags or {})
 
     def start_outputs(C: int):
@@ -649,14 +686,19 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                                         descriptions=["land cover class"], colormap=cmap)
             writers.append(label_writer)
         if probabilities_path is not None:
-            prob_writer = _TiledWriter(probabilities_path, grid, C, "float32", float("nan"), 3, wh,
-                                       tags={k: v for k, v in t.items() if k != "NODATA_VALUE"},
-                                       descriptions=[f"P({n})" for n in names])
+            quantised = probabilities_dtype == "uint8"
+            prob_tags = {k: v for k, v in t.items() if k != "NODATA_VALUE"}
+            if quantised:
+                prob_tags.update(PROBABILITY_SCALE="1/255", NODATA_VALUE=str(OUTPUT_NODATA))
+            prob_writer = _TiledWriter(probabilities_path, grid, C, probabilities_dtype,
+                                       OUTPUT_NODATA if quantised else float("nan"), 2 if quantised else 3, wh,
+                                       tags=prob_tags, descriptions=[f"P({n})" for n in names],
+                                       scales=[1.0 / 255.0] * C if quantised else None)
             writers.append(prob_writer)
 
     def finalize(upto: int):
         """Emit scene rows [top, upto) from the accumulator and shift it up."""
-        nonlocal top, nodata_px, nodata_area
+        nonlocal top, nodata_px, nodata_area, cloud_px, cloud_area
         n = upto - top
         if n <= 0:
             return
@@ -665,10 +707,20 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         lab[~v] = OUTPUT_NODATA
         pa = pixel_area_m2(grid.transform, grid.crs, top, n)
         per_row = np.stack([np.bincount(lab[r], minlength=256) for r in range(n)])  # (n, 256)
-        counts[:] += per_row[:, :num_classes].sum(0)
-        area[:] += (per_row[:, :num_classes] * pa[:, None]).sum(0)
         nodata_px += int(per_row[:, OUTPUT_NODATA].sum())
         nodata_area += float((per_row[:, OUTPUT_NODATA] * pa).sum())
+        if cloud_mask is not None:   # cloudy data pixels: out of the class counts, counted apart
+            cl = cloudy[:n] & v
+            cl_rows = cl.sum(axis=1)
+            if cl_rows.any():
+                for r in np.flatnonzero(cl_rows):
+                    per_row[r, :] -= np.bincount(lab[r][cl[r]], minlength=256)
+                cloud_px += int(cl_rows.sum())
+                cloud_area += float((cl_rows * pa).sum())
+                lab[cl] = OUTPUT_NODATA
+                v = v & ~cl
+        counts[:] += per_row[:, :num_classes].sum(0)
+        area[:] += (per_row[:, :num_classes] * pa[:, None]).sum(0)
         if label_writer is not None:
             label_writer.add(lab[None])
         if keep_in_memory:
@@ -679,7 +731,12 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                 probs = torch.softmax(torch.from_numpy(probs), dim=0).numpy()
             probs[:, ~v] = np.nan
             if prob_writer is not None:
-                prob_writer.add(probs)
+                if probabilities_dtype == "uint8":
+                    q = np.minimum(np.rint(np.nan_to_num(probs, nan=0.0) * 255.0), 254).astype(np.uint8)
+                    q[:, ~v] = OUTPUT_NODATA
+                    prob_writer.add(q)
+                else:
+                    prob_writer.add(probs)
             if return_probabilities:
                 mem_probs.append(probs.copy())
         # shift the accumulator
@@ -690,6 +747,9 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         wsum[rest:] = 0
         valid[:rest] = valid[n:].copy()
         valid[rest:] = False
+        if cloudy is not None:
+            cloudy[:rest] = cloudy[n:].copy()
+            cloudy[rest:] = False
         top = upto
 
     try:
@@ -795,6 +855,14 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                 if batch:
                     run(batch)
                 valid[r0 - top:r0 - top + wh] = strip_valid
+                if cloud_mask is not None:
+                    if cloudy is None:
+                        cloudy = np.zeros_like(valid)
+                    flags = np.asarray(cloud_mask.read(r0, 0, wh, W), bool)
+                    if flags.shape != (wh, W):
+                        raise ValueError(f"cloud mask {getattr(cloud_mask, 'name', cloud_mask)}: read "
+                                         f"{flags.shape}, expected {(wh, W)}")
+                    cloudy[r0 - top:r0 - top + wh] = flags
                 finalize(rows[ri + 1] if ri + 1 < len(rows) else H)
     finally:
         if bar is not None:
@@ -804,7 +872,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
 
     result = SceneResult(mode=mode, num_classes=num_classes, grid=grid, class_names=list(class_names),
                          pixel_counts=counts, area_m2=area, nodata_pixels=nodata_px,
-                         nodata_area_m2=nodata_area, windows=n_windows, window=window, stride=stride)
+                         nodata_area_m2=nodata_area, windows=n_windows, window=window, stride=stride,
+                         cloud_masked=cloud_mask is not None, cloud_pixels=cloud_px, cloud_area_m2=cloud_area)
     if out_path is not None:
         result.outputs["map"] = str(out_path)
     if probabilities_path is not None:
@@ -841,6 +910,11 @@ def area_summary(result: SceneResult, **extra) -> dict:
         "nodata_pixels": int(result.nodata_pixels),
         "nodata_area_km2": result.nodata_area_m2 / 1e6,
         "windows": result.windows, "window": result.window, "stride": result.stride,
+        **({"cloud_pixels": int(result.cloud_pixels), "cloud_area_km2": result.cloud_area_m2 / 1e6,
+            "cloud_free_area_km2": valid_area / 1e6,
+            "cloud_fraction": (result.cloud_area_m2 / (result.cloud_area_m2 + valid_area)
+                               if result.cloud_area_m2 + valid_area > 0 else 0.0)}
+           if result.cloud_masked else {}),
         **extra,
     }
 
@@ -854,6 +928,10 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{c['name']:<{width}}  {c['pixels']:>12d}  {c['area_km2']:>12.4f}  {100 * c['fraction']:>6.2f}%")
     lines.append("-" * (width + 39))
     lines.append(f"{'total':<{width}}  {summary['valid_pixels']:>12d}  {summary['valid_area_km2']:>12.4f}  {100.0:>6.2f}%")
+    if "cloud_pixels" in summary:
+        lines.append(f"{'clouds':<{width}}  {summary['cloud_pixels']:>12d}  {summary['cloud_area_km2']:>12.4f}  "
+                     f"{100 * summary['cloud_fraction']:>6.2f}% of the observed area "
+                     f"(cloud-free area mapped: {summary['cloud_free_area_km2']:.4f} km²)")
     lines.append(f"{'no data':<{width}}  {summary['nodata_pixels']:>12d}  {summary['nodata_area_km2']:>12.4f}")
     return "\n".join(lines)
 

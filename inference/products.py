@@ -42,7 +42,6 @@ units) or linear backscatter (converted with ``10 log10``; values <= 0 become no
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import xml.etree.ElementTree as ET

@@ -49,7 +49,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="published SSL checkpoint (swin_t.pth, resnet50.pth, ...) or a downstream "
                         "one; baselines ignore it, as the original did")
     m.add_argument("--target", default="dfc_label", choices=TARGETS)
-    m.add_argument("--n_classes", "--num_classes", dest="n_classes", type=int, default=8)
+    m.add_argument("--num_classes", "--n_classes", dest="n_classes", type=int, default=8)
     add_bool_flag(m, "--finetuning", default=False,
                   help="train the backbone too (else: linear evaluation, backbone frozen)")
     m.add_argument("--s1_input_channels", type=int, default=2, choices=[0, 2],
@@ -83,8 +83,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                   help="evaluate every tile of each 256 px patch (else the centre crop; at 224 px "
                        "the original evaluated one random crop per patch)")
     add_bool_flag(d, "--clip_sample_values", default=True)
-    d.add_argument("--batch_size", type=int, default=100)
-    d.add_argument("--num_workers", "-j", "--workers", "--dataloader_workers", dest="workers",
+    d.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=100)
+    d.add_argument("-j", "--workers", "--num_workers", "--dataloader_workers", dest="workers",
                    type=int, default=DEFAULT_WORKERS,
                    help="DataLoader workers (the original's 8, capped at the CPU count)")
     r = p.add_argument_group("run")
@@ -93,7 +93,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", default=None, help="checkpoint path, or 'auto' for OUTPUT_DIR/checkpoint_last.pth")
     cli.add_safety_arguments(r)
     r.add_argument("--seed", type=int, default=42)
-    r.add_argument("--validation_every", "--val_every", dest="val_every", type=int, default=2,
+    r.add_argument("--val_every", "--validation_every", dest="val_every", type=int, default=2,
                    help="evaluate after epoch indices 0, N, 2N, ... and the last")
     r.add_argument("--save_every", type=int, default=2)
     r.add_argument("--log_every", type=int, default=10)

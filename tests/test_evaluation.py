@@ -78,22 +78,24 @@ def test_segmentation_end_to_end_with_map_figure(sample_root, tmp_path):
 
 
 def test_resume_continues_from_the_last_checkpoint(sample_root, tmp_path):
+    # the LR milestone (x0.1 from epoch index 2 on) falls between the kill and the end
+    run = ("--epochs", "3", "--save_every", "1", "--finetuning", "--lr_step_epochs", "2")
     straight = tmp_path / "straight"
-    train_evaluation.main(eval_args(sample_root, straight, "--epochs", "3", "--save_every", "1",
-                                    "--finetuning"))
+    train_evaluation.main(eval_args(sample_root, straight, *run))
 
     def kill(epoch, step):
         if epoch == 2 and step == 0:
             raise KeyboardInterrupt
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train_evaluation.main(eval_args(sample_root, killed, "--epochs", "3", "--save_every", "1",
-                                        "--finetuning"), hooks=StepHooks(after_step=kill))
-    train_evaluation.main(eval_args(sample_root, killed, "--epochs", "3", "--save_every", "1",
-                                    "--finetuning", "--resume", "auto"))
+        train_evaluation.main(eval_args(sample_root, killed, *run), hooks=StepHooks(after_step=kill))
+    train_evaluation.main(eval_args(sample_root, killed, *run, "--resume", "auto"))
     a = torch.load(straight / "checkpoint_last.pth", weights_only=False)["model_weights"]
     b = torch.load(killed / "checkpoint_last.pth", weights_only=False)["model_weights"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    for folder in (straight, killed):  # MultiStepLR across its milestone, resumed or not
+        lrs = [json.loads(x)["lr/head"] for x in (folder / "log.jsonl").read_text().splitlines()]
+        assert lrs[-3:] == pytest.approx([3e-6, 3e-6, 3e-7])
 
 
 def test_results_table_collects_runs(tmp_path):

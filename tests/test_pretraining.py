@@ -58,8 +58,10 @@ def _final_weights(path):
 
 
 def test_killed_run_resumed_with_auto_ends_with_the_same_weights(sample_root, tmp_path):
+    # the cosine schedule from epoch 0 on, so the resumed run must restore its state too
+    run = ("--epochs", "3", "--lr_schedule_start", "0")
     straight = tmp_path / "straight"
-    train_resnet_backbone.main(resnet_args(sample_root, straight, "--epochs", "3"))
+    train_resnet_backbone.main(resnet_args(sample_root, straight, *run))
 
     killed = tmp_path / "killed"
 
@@ -67,10 +69,12 @@ def test_killed_run_resumed_with_auto_ends_with_the_same_weights(sample_root, tm
         if epoch == 1 and step == 1:
             raise KeyboardInterrupt  # mid-epoch 2, after the epoch-1 checkpoint
     with pytest.raises(KeyboardInterrupt):
-        train_resnet_backbone.main(resnet_args(sample_root, killed, "--epochs", "3"),
+        train_resnet_backbone.main(resnet_args(sample_root, killed, *run),
                                    hooks=StepHooks(after_step=kill))
     assert torch.load(killed / "checkpoint_last.pth", weights_only=False)["epoch"] == 1
-    train_resnet_backbone.main(resnet_args(sample_root, killed, "--epochs", "3", "--resume", "auto"))
+    train_resnet_backbone.main(resnet_args(sample_root, killed, *run, "--resume", "auto"))
+    lrs = [json.loads(x)["lr/0"] for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert len(set(lrs)) == 3   # the LR changed every epoch
 
     a, b = _final_weights(straight / "checkpoint_last.pth"), _final_weights(killed / "checkpoint_last.pth")
     assert a.keys() == b.keys()

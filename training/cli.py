@@ -225,6 +225,13 @@ class IgnoredFlag(argparse.Action):
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows real defaults, but not ``(default: None)`` / ``SUPPRESS`` noise."""
 
+    def _format_action(self, action):
+        # a flag without help text still shows its default
+        if (not action.help and action.option_strings and action.nargs != 0
+                and action.default not in (None, argparse.SUPPRESS, [], ())):
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
     def _get_help_string(self, action):
         text = action.help or ""
         if "default" in text or action.default in (None, argparse.SUPPRESS, [], ()):

@@ -364,13 +364,14 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
                                  log_every=log_every, hooks=hooks, channels_last=channels_last,
                                  max_grad_norm=max_grad_norm, skip_nan_batches=skip_nan_batches)
         global_step += len(train_loader)
+        # the LR of each group at the end of this epoch (a per-step schedule may have moved it)
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         if epoch_scheduler is not None:
             epoch_scheduler.step()
-        record = {"epoch": epoch + 1, "train": result.stats}
+        record = {"epoch": epoch + 1, "train": result.stats, "lr": lrs}
         if logger:
             logger.scalars("train", result.stats, epoch + 1)
-            logger.scalars("lr", {g.get("name", str(i)): g["lr"]
-                                  for i, g in enumerate(optimizer.param_groups)}, epoch + 1)
+            logger.scalars("lr", lrs, epoch + 1)
         last = epoch + 1 == epochs
         # as the original: after epoch indices 0, N, 2N, ... (and always after the last)
         if val_loader is not None and (epoch % val_every == 0 or last):
@@ -382,7 +383,6 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
                 logger.scalars("val", headline(val_stats), epoch + 1)
             if on_validation is not None:
                 on_validation(epoch + 1, val_stats)
-        record["lr"] = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         if du.is_main_process():
             line = f"epoch {epoch + 1}/{epochs}  {describe(result.stats)}"
             if "val" in record:

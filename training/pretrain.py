@@ -33,7 +33,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
     g.add_argument("--val_used_data_fraction", type=float, default=1.0)
     g.add_argument("--image_px_size", type=int, default=image_px_size,
                    help="crop size in px (random crops for training, centre crops for validation)")
-    g.add_argument("--clip_sample_values", action=argparse.BooleanOptionalAction, default=True)
+    cli.add_bool_flag(g, "--clip_sample_values", default=True)
     g.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=batch_size,
                    help="batch size per process")
     g.add_argument("-j", "--workers", "--num_workers", "--dataloader_workers", dest="workers",
@@ -47,15 +47,16 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
     r.add_argument("--save_every", type=int, default=1, help="write checkpoint_last.pth every N epochs")
     r.add_argument("--keep_every", type=int, default=0,
                    help="also keep checkpoint_XXXX.pth every N epochs (0: only the last)")
-    r.add_argument("--val_every", type=int, default=1, help="validation pass every N epochs")
+    r.add_argument("--val_every", "--validation_every", dest="val_every", type=int, default=1,
+                   help="validation pass after epoch indices 0, N, 2N, ... and the last")
     r.add_argument("--log_every", type=int, default=10, help="TensorBoard step scalars every N steps")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
                    help="autocast precision (fp16 needs CUDA; default: full fp32)")
-    r.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False,
-                   help="channels-last memory format (faster ResNets on GPU)")
-    r.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                   help="torch.compile the model")
+    cli.add_bool_flag(r, "--channels_last", default=False,
+                      help="channels-last memory format (faster ResNets on GPU)")
+    cli.add_bool_flag(r, "--compile", default=False,
+                      help="torch.compile the model")
     cli.add_safety_arguments(r)
     cli.constrain(parser, train_used_data_fraction=cli.fraction, val_used_data_fraction=cli.fraction,
                   image_px_size=cli.positive_int, batch_size=cli.positive_int, workers=cli.non_negative_int,

@@ -259,6 +259,15 @@ class SEN12MSReader:
             return DatasetNotFoundError(f"sensor folder not found: {sensor_dir} (needed for {path})")
         return DatasetNotFoundError(f"patch file not found: {path}")
 
+    def _locate(self, season, scene: int, patch: int, sensor, bands) -> tuple:
+        """(sensor, its band spec, the patch file, 1-based band indexes or None for all)."""
+        sensor = Sensor(sensor if not isinstance(sensor, Sensor) else sensor.value)
+        spec = SENSORS[sensor]
+        if isinstance(bands, str):
+            bands = [bands]
+        indexes = None if bands is None else [spec.index(b) + 1 for b in bands]
+        return sensor, spec, self.path(season, scene, patch, sensor), indexes
+
     def read(
         self,
         season: "Season | str",
@@ -274,12 +283,7 @@ class SEN12MSReader:
         ``window``: only this part of the patch is read; the returned transform and
         bounds are those of the window.
         """
-        sensor = Sensor(sensor if not isinstance(sensor, Sensor) else sensor.value)
-        spec = SENSORS[sensor]
-        path = self.path(season, scene, patch, sensor)
-        if isinstance(bands, str):
-            bands = [bands]
-        indexes = None if bands is None else [spec.index(b) + 1 for b in bands]
+        sensor, spec, path, indexes = self._locate(season, scene, patch, sensor, bands)
         win = _as_window(window)
         if not path.is_file():
             raise self._missing(path)
@@ -309,26 +313,15 @@ class SEN12MSReader:
             raise DatasetError(f"{path}: cannot read GeoTIFF, corrupt or truncated file ({err})") from err
         return array, geo
 
-    def read_array(
-        self,
-        season: "Season | str",
-        scene: int,
-        patch: int,
-        sensor: "Sensor | str",
-        bands: Optional[Union[str, Sequence[str]]] = None,
-        window: Optional[WindowLike] = None,
-    ) -> np.ndarray:
+    def read_array(self, season: "Season | str", scene: int, patch: int, sensor: "Sensor | str",
+                   bands: Optional[Union[str, Sequence[str]]] = None,
+                   window: Optional[WindowLike] = None) -> np.ndarray:
         """The array of :meth:`read` (same values, dtype and errors), without georeferencing.
 
         Plain striped GeoTIFFs (uncompressed or deflate without predictor, as SEN12MS / DFC2020)
         are read directly; anything else goes through :meth:`read`.
         """
-        sensor = Sensor(sensor if not isinstance(sensor, Sensor) else sensor.value)
-        spec = SENSORS[sensor]
-        if isinstance(bands, str):
-            bands = [bands]
-        indexes = None if bands is None else [spec.index(b) + 1 for b in bands]
-        path = self.path(season, scene, patch, sensor)
+        sensor, spec, path, indexes = self._locate(season, scene, patch, sensor, bands)
         if _HAVE_PREAD:
             try:
                 return _read_direct(path, spec.count, indexes, _as_window(window))

@@ -246,7 +246,7 @@ CASES = [
     Case("swin-epochs-0", "swin", ["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
     Case("lr-negative", "eval", ["--learning_rate", "-1"], "argument --learning_rate/--lr: must be > 0"),
     Case("resnet-lr-nan", "resnet", ["--lr", "nan"], "must be > 0 and finite, got nan"),
-    Case("batch-size-0", "eval", ["--batch_size", "0"], "argument --batch_size: must be >= 1"),
+    Case("batch-size-0", "eval", ["--batch_size", "0"], "--batch_size/--batch-size: must be >= 1"),
     Case("fraction-above-1", "eval", ["--train_used_data_fraction", "1.5"], "must be in (0, 1], got 1.5"),
     Case("fraction-0", "resnet", ["--val_used_data_fraction", "0"], "must be in (0, 1], got 0"),
     Case("epochs-not-a-number", "eval", ["--epochs", "ten"], "expected an integer, got 'ten'"),

@@ -30,7 +30,7 @@ Every window is normalised exactly as in training (clipping, division of each ba
 maximum within the window). Segmentation outputs are blended with a smooth weight window
 (no seams); a classification model's label of each window is painted over its stride cell.
 Memory use is bounded by a strip of windows, not by the scene (details:
-``utils/scene.py``).
+``inference/scene.py``).
 
 Example::
 
@@ -236,8 +236,14 @@ def main(argv=None) -> int:
 
 def _run(args, device, s2, product, s2_offset) -> int:
     """The body of :func:`main` once the Sentinel-2 input is open (closed by the caller)."""
-    from inference import products, software_version, writer
-    from utils import scene
+    from inference import software_version, writer
+    from inference.areas import area_summary, format_summary
+    from inference.classes import class_colors_rgb
+    from inference.clouds import open_cloud_mask
+    from inference.offset import OffsetSource, decide_offset
+    from inference.preview import write_preview
+    from inference.scene import predict_scene
+    from inference.sentinel1 import open_s1_inputs
 
     ckpt = load_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
@@ -257,18 +263,18 @@ def _run(args, device, s2, product, s2_offset) -> int:
     try:
         for note in product.notes:
             print(f"note: {note}", file=sys.stderr)
-        offset = products.decide_offset(product, s2_offset)
+        offset = decide_offset(product, s2_offset)
         print(offset.message, file=sys.stderr)
         if offset.warning:
             print(f"warning: {offset.warning}", file=sys.stderr)
         if not offset.is_identity:
-            s2 = products.OffsetSource(s2, offset.offsets, offset.scale)
+            s2 = OffsetSource(s2, offset.offsets, offset.scale)
         if args.s1 is not None:
             if not uses_s1:
                 print(f"note: model {name} does not use Sentinel-1; {' '.join(args.s1)} only masks no-data",
                       file=sys.stderr)
             try:
-                s1 = products.open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
+                s1 = open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
                                              reference_name=f"Sentinel-2 input {args.s2}")
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {exc}")
@@ -281,7 +287,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
             cloud_line = "cloud mask: none (S1-only model)"
         else:
             try:
-                cloud, cloud_line = products.open_cloud_mask(product, s2.grid, args.cloud_mask)
+                cloud, cloud_line = open_cloud_mask(product, s2.grid, args.cloud_mask)
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {exc}")
         print(cloud_line, file=sys.stderr)
@@ -301,14 +307,14 @@ def _run(args, device, s2, product, s2_offset) -> int:
         tmp_out = writer.tmp_path_for(args.out)
         tmp_prob = writer.tmp_path_for(args.probabilities) if args.probabilities else None
         try:
-            result = scene.predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
+            result = predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
                                          window=window, overlap=args.overlap, batch_size=args.batch_size,
                                          device=device, blend=args.blend, progress=not args.no_progress,
                                          tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         writer.to_cog(tmp_out, args.out, resampling="mode")
-        writer.write_categories(args.out, result.class_names, scene.class_colors_rgb(result.num_classes))
+        writer.write_categories(args.out, result.class_names, class_colors_rgb(result.num_classes))
         result.outputs["map"] = str(args.out)
         if tmp_prob:
             writer.to_cog(tmp_prob, args.probabilities, resampling="average")
@@ -322,19 +328,19 @@ def _run(args, device, s2, product, s2_offset) -> int:
             if tmp and os.path.exists(tmp):
                 os.remove(tmp)
 
-    summary = scene.area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
+    summary = area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
                                  s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
                                  processing_baseline=product.baseline, cloud_mask=cloud_line,
                                  outputs=result.outputs)
     print(f"{result.mode} map written to {args.out}")
-    print(scene.format_summary(summary))
+    print(format_summary(summary))
     if args.summary:
         Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
         print(f"summary written to {args.summary}")
     if args.preview:
-        scene.write_preview(args.out, args.preview, class_names=result.class_names,
+        write_preview(args.out, args.preview, class_names=result.class_names,
                             title=f"{Path(args.out).name}: {name} ({result.mode})")
         print(f"preview written to {args.preview}")
     return 0

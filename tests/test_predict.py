@@ -335,7 +335,7 @@ def test_s1_on_another_grid_is_reprojected(s2_scene, tmp_path):
     s1 = np.stack([vv, np.full_like(vv, -15.0)])
     s1_path = write_tif(tmp_path / "S1_20m.tif", s1, from_origin(ORIGIN[0] + 400, ORIGIN[1] - 400, 20, 20))
     with products.open_s2(s2_path) as s2src, sentinel1.open_s1(s1_path, s2src.grid, resampling="nearest") as s1src:
-        assert s1src.warped and s1src.grid == s2src.grid
+        assert s1src.warped and s1src.grid == grid()      # the S2 grid, not S1's own 20 m grid
         up = s1src.read(0, 0, H, W)
         inside = (slice(40, 500), slice(40, 600))
         np.testing.assert_array_equal(up[(0,) + inside], np.kron(vv, np.ones((2, 2), np.float32))[:460, :560])
@@ -391,7 +391,7 @@ def _toy_factory(name, num_classes=8, checkpoint=None, **options):
 
 def test_cli_writes_map_probabilities_preview_summary(s2_scene, tmp_path, monkeypatch, capsys):
     """predict.main end to end with a toy model registered in the factory (in-process)."""
-    models = pytest.importorskip("models")
+    import models
     import predict
     monkeypatch.setattr(models, "create_model", _toy_factory, raising=False)
     ckpt = tmp_path / "toy.pt"
@@ -418,19 +418,11 @@ def test_cli_writes_map_probabilities_preview_summary(s2_scene, tmp_path, monkey
     torch.save({"model_name": "ToyBits", "model_options": {},
                 "model_weights": BitSegmenter().state_dict()}, ckpt)
     with pytest.raises(SystemExit, match="--s1"):
-        predict.main(argv)
+        predict.main(argv + ["--overwrite"])
     # an original-style checkpoint without model_name needs --model
     torch.save({"model_weights": BitSegmenter().state_dict()}, ckpt)
     with pytest.raises(SystemExit, match="--model"):
-        predict.main(argv)
-
-
-def _has_factory():
-    try:
-        from models import create_model  # noqa: F401
-        return True
-    except Exception:
-        return False
+        predict.main(argv + ["--overwrite"])
 
 
 def _run_cli(tmp_path, ckpt, h, w, extra=()):
@@ -453,7 +445,6 @@ def _run_cli(tmp_path, ckpt, h, w, extra=()):
     return proc, m, s1, s2, json.loads((tmp_path / "s.json").read_text())
 
 
-@pytest.mark.skipif(not _has_factory(), reason="models.create_model not available yet")
 def test_cli_subprocess_segmentation_checkpoint(tmp_path):
     """`python predict.py` as a user runs it, on a DoubleSwinTransformerSegmentation checkpoint
     written by models.downstream_checkpoint (model name and options read from it)."""
@@ -468,7 +459,6 @@ def test_cli_subprocess_segmentation_checkpoint(tmp_path):
     assert summary["windows"] == 2 and (tmp_path / "map.png").is_file()
 
 
-@pytest.mark.skipif(not _has_factory(), reason="models.create_model not available yet")
 def test_cli_subprocess_classification_checkpoint_matches_direct_forward(tmp_path):
     """A ResNet18 (early fusion) classifier checkpoint: per-window labels; with a single window
     the label equals argmax(model(preprocess(window))), i.e. the training normalisation."""
@@ -500,3 +490,104 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="CUDA is not available"):
             predict.resolve_device("cuda")
+
+
+# ----------------------------------------------------------------------------- outputs never destroy inputs
+
+
+def _inputs(tmp_path, s2_scene):
+    """Copies of the inputs: S2 GeoTIFF, S1 GeoTIFF, a band folder, a toy checkpoint."""
+    s2 = tmp_path / "in" / "S2.tif"
+    s2.parent.mkdir()
+    s2.write_bytes(Path(s2_scene["path"]).read_bytes())
+    s1 = write_tif(tmp_path / "in" / "S1.tif", np.full((2, H, W), -10.0, np.float32), from_origin(*ORIGIN, 10, 10))
+    write_band_folder(tmp_path / "in" / "bands", h=120, w=120)
+    ckpt = tmp_path / "in" / "toy.pt"
+    torch.save({"model_name": "ToyBits", "model_options": {}, "model_weights": BitSegmenter().state_dict()}, ckpt)
+    return {"s2": s2, "s1": Path(s1), "checkpoint": ckpt, "bands": tmp_path / "in" / "bands"}
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("flag,onto", [("--out", "s2"), ("--probabilities", "s1"), ("--preview", "checkpoint"),
+                                       ("--summary", "s2"), ("--out", "band_file"), ("--out", "bands")])
+def test_cli_refuses_to_write_onto_an_input(s2_scene, tmp_path, flag, onto):
+    """Even with --overwrite: one line naming the flag and the file, every input byte-identical."""
+    import predict
+    inp = _inputs(tmp_path, s2_scene)
+    s2 = inp["bands"] if onto in ("band_file", "bands") else inp["s2"]
+    target = sorted(inp["bands"].glob("*_B04.*"))[0] if onto == "band_file" else inp.get(onto, s2)
+    before = _snapshot(tmp_path / "in")
+    argv = ["--checkpoint", inp["checkpoint"], "--s2", s2, "--s1", inp["s1"], "--out", tmp_path / "map.tif",
+            "--device", "cpu", "--no-progress", "--overwrite", flag, target]
+    with pytest.raises(SystemExit) as err:
+        predict.main([str(a) for a in argv])
+    msg = str(err.value)
+    assert msg.startswith("error: ") and "\n" not in msg
+    assert f"{flag} {target}" in msg and "input" in msg
+    assert _snapshot(tmp_path / "in") == before
+    assert not (tmp_path / "map.tif").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--probabilities", "--preview", "--summary"])
+def test_cli_refuses_an_existing_output_without_overwrite(s2_scene, tmp_path, flag):
+    import predict
+    inp = _inputs(tmp_path, s2_scene)
+    outs = {f: tmp_path / "out" / n for f, n in (("--out", "map.tif"), ("--probabilities", "p.tif"),
+                                                 ("--preview", "map.png"), ("--summary", "s.json"))}
+    outs[flag].parent.mkdir()
+    outs[flag].write_bytes(b"an earlier result")
+    argv = ["--checkpoint", inp["checkpoint"], "--s2", inp["s2"], "--s1", inp["s1"], "--device", "cpu",
+            "--no-progress"] + [a for f, p in outs.items() for a in (f, p)]
+    with pytest.raises(SystemExit) as err:
+        predict.main([str(a) for a in argv])
+    msg = str(err.value)
+    assert msg.startswith("error: ") and "\n" not in msg
+    assert f"{flag} {outs[flag]}" in msg and "--overwrite" in msg
+    assert outs[flag].read_bytes() == b"an earlier result"
+    assert [p for f, p in outs.items() if f != flag and p.exists()] == []
+
+
+def test_cli_overwrite_replaces_an_existing_output(s2_scene, tmp_path, monkeypatch):
+    import models
+    import predict
+    monkeypatch.setattr(models, "create_model", _toy_factory, raising=False)
+    ckpt = tmp_path / "toy.pt"
+    torch.save({"model_name": "ToyBits", "model_options": {"s1_input_channels": 0},
+                "model_weights": BitSegmenter().state_dict()}, ckpt)
+    out = tmp_path / "map.tif"
+    out.write_bytes(b"an earlier result")
+    argv = ["--checkpoint", str(ckpt), "--s2", s2_scene["path"], "--out", str(out), "--device", "cpu",
+            "--no_progress", "--overwrite"]
+    assert predict.main(argv) == 0
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(1), expected_map(s2_scene["labels"]))
+
+
+def test_cli_error_is_one_line_with_an_exit_code_from_another_folder(s2_scene, tmp_path):
+    """`python /path/predict.py` started in another folder: a refused output is one stderr line, exit 2."""
+    s2 = tmp_path / "S2.tif"
+    s2.write_bytes(Path(s2_scene["path"]).read_bytes())
+    before = s2.read_bytes()
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "missing.pt", "--s2", "S2.tif",
+                           "--out", "S2.tif"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out S2.tif is the --s2 input"), proc.stderr
+    assert s2.read_bytes() == before
+
+
+def test_help_shows_real_defaults_and_both_spellings(capsys):
+    import predict
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    text = capsys.readouterr().out
+    assert "Example::" in text                                   # the description keeps its layout
+    assert "(default: 0.25)" in text and "(default: 8)" in text and "(default: None)" not in text
+    assert "--no-progress" in text and "--n_classes" in text and "--num_classes" in text
+    args = predict.build_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o", "--no_progress",
+                                              "--num_classes", "3"])
+    assert args.progress is False and args.num_classes == 3
+    assert predict.build_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o"]).progress is True

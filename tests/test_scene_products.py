@@ -299,7 +299,6 @@ def test_unknown_baseline_warns_once_and_flag_applies_offset(products_dir, tmp_p
     tif = write_tif(tmp_path / "S2_offset.tif", offset_stack(), from_origin(*ORIGIN, 10, 10))
     ckpt = _checkpoint(tmp_path)
     ref = write_tif(tmp_path / "S2_reference.tif", stack, from_origin(*ORIGIN, 10, 10))
-    ckpt = _checkpoint(tmp_path)
     probs = {}
     for key, s2, extra in (("none", tif, []), ("flag", tif, ["--s2_offset", "-1000"]),
                            ("reference", ref, ["--s2_offset", "0"])):
@@ -355,7 +354,7 @@ def test_s1_linear_two_files_equals_db_and_s1_only_keeps_clouds(products_dir, tm
     vh = write_tif(tmp_path / "S1_VH_linear.tif", (10 ** (vh_db / 10))[None], t)
     ckpt = _checkpoint(tmp_path, "ToyBitsS1", s1_input_channels=2, s2_input_channels=0)
     maps = []
-    for extra in (["--s1", db], ["--s1", vh, vv, "--s1_units", "linear"]):
+    for extra in (["--s1", db], ["--s1", vh, vv, "--s1_units", "linear", "--overwrite"]):
         printed = cli("--checkpoint", ckpt, "--s2", products_dir["new"], "--out", tmp_path / "m.tif",
                       "--resampling", "nearest", *extra)
         assert "S1-only" in printed.err

@@ -66,7 +66,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
     Args:
         model: ``nn.Module``; ``forward({"s1": (B,2,h,w), "s2": (B,13,h,w)})`` returns
             ``(B, C, h', w')`` segmentation logits or ``(B, C)`` classification logits.
-        s2: Sentinel-2 source (:func:`inference.products.open_s2`, :class:`inference.sources.ArraySource`); its grid is the output grid.
+        s2: Sentinel-2 source (:func:`inference.products.open_s2`,
+            :class:`inference.sources.ArraySource`); its grid is the output grid.
         s1: optional Sentinel-1 source on the same grid (:func:`inference.sentinel1.open_s1`). When ``None`` and
             ``s1_zeros_if_missing``, the model gets an all-zero S1 tensor (for S2-only models).
         out_path: label GeoTIFF (uint8, nodata 255, colour table, class names as tags).

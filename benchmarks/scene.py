@@ -232,7 +232,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         predict.main(["--checkpoint", ckpt, "--s2", str(scene_dir), "--out", str(out),
                       "--overlap", str(ov), "--batch_size", str(args.batch_size), "--device", args.device,
-                      "--s2_offset", "0", "--no_progress", "--summary", str(work / f"s_{ov}.json")])
+                      "--s2_offset", "0", "--no-progress", "--summary", str(work / f"s_{ov}.json")])
         wall = time.perf_counter() - t
         with rasterio.open(out) as ds:
             shape = (ds.height, ds.width)

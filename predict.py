@@ -30,7 +30,7 @@ Every window is normalised exactly as in training (clipping, division of each ba
 maximum within the window). Segmentation outputs are blended with a smooth weight window
 (no seams); a classification model's label of each window is painted over its stride cell.
 Memory use is bounded by a strip of windows, not by the scene (details:
-``utils/scene.py``).
+``inference/scene.py``).
 
 Example::
 
@@ -47,17 +47,11 @@ import os
 import sys
 from pathlib import Path
 
+from training import cli  # argparse helpers only: --help stays fast (the script's folder is on sys.path)
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's layout and appends real defaults (not None/False/[]) to option help."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if ("default" not in text and action.default not in (None, False, [], argparse.SUPPRESS)
-                and action.option_strings):
-            text += " (default: %(default)s)"
-        return text
+class _HelpFormatter(cli.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The training scripts' formatter (real defaults) that keeps the description's layout."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default=None,
                    help="factory model name (models.create_model); default: the 'model_name' recorded in "
                         "the checkpoint")
-    m.add_argument("--num_classes", type=int, default=None,
+    m.add_argument("--n_classes", "--num_classes", dest="num_classes", type=int, default=None,
                    help="number of classes of the model (default: recorded in the checkpoint, else 8)")
     m.add_argument("--model_option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra/overriding models.create_model option (JSON value), e.g. "
@@ -117,13 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of overlap between neighbouring windows; 0.25 computes each pixel about twice "
                         "and left no measurable seams (README, benchmarks/scene.py), 0.5 about 4 times, "
                         "0 once but with visible seams")
-    w.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    w.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=8,
+                   help="windows per forward pass")
     w.add_argument("--blend", choices=("probabilities", "logits"), default="probabilities",
                    help="blend softmax probabilities or raw logits of overlapping windows")
     w.add_argument("--resampling", choices=("bilinear", "nearest", "cubic"), default="bilinear",
                    help="resampling of 20/60 m S2 bands and of an S1 file on another grid")
     w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
-    w.add_argument("--no_progress", action="store_true", help="no progress bar")
+    cli.add_bool_flag(w, "--progress", default=True, help="progress bar on stderr (--no_progress: old spelling "
+                                                           "of --no-progress)")
+    w.add_argument("--no_progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
+
+    s = p.add_argument_group("safety")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that already exist (--out, --probabilities, --preview, --summary); "
+                        "without it an existing file is refused. An input is never written")
+    s.add_argument("--debug", action="store_true", help="on an error, show the Python traceback instead of one line")
+    cli.constrain(p, batch_size=cli.positive_int, overlap=cli.probability, window=cli.positive_int,
+                  num_classes=cli.positive_int)
     return p
 
 
@@ -213,15 +218,54 @@ def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=Non
     return model, name, options
 
 
+OUTPUT_FLAGS = (("--out", "out"), ("--probabilities", "probabilities"), ("--preview", "preview"),
+                ("--summary", "summary"))
+
+
+def _same_file(a, b) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_outputs(args) -> None:
+    """Refuse (one line, before anything is read or written) an output that is one of the inputs,
+    lies in an input folder as an existing file, is given twice, or exists without ``--overwrite``."""
+    inputs = [("--s2", args.s2), *(("--s1", p) for p in args.s1 or []), ("--checkpoint", args.checkpoint)]
+    seen = {}
+    for flag, dest in OUTPUT_FLAGS:
+        path = getattr(args, dest)
+        if not path:
+            continue
+        path = str(path)
+        for in_flag, in_path in inputs:
+            in_path = str(in_path)
+            inside = (os.path.isdir(in_path) and os.path.isfile(path)
+                      and os.path.commonpath([os.path.realpath(path), os.path.realpath(in_path)])
+                      == os.path.realpath(in_path))
+            if _same_file(path, in_path) or inside:
+                what = "is" if not inside else "is a file of"
+                raise SystemExit(f"error: {flag} {path} {what} the {in_flag} input; write the output to "
+                                 "another file (an input is never overwritten, not even with --overwrite)")
+        key = os.path.realpath(path)
+        if key in seen:
+            raise SystemExit(f"error: {flag} {path} is also given as {seen[key]}; give each output its own file")
+        seen[key] = flag
+        if os.path.exists(path) and not args.overwrite:
+            raise SystemExit(f"error: {flag} {path} already exists; pass --overwrite to replace it")
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Parse ``argv`` and predict; errors raise ``SystemExit("error: ...")`` (one line)."""
+    return predict(build_parser().parse_args(argv))
+
+
+def predict(args) -> int:
+    """The whole run for parsed arguments (see :func:`build_parser`)."""
     import torch  # noqa: F401  (after argparse so that --help is fast)
     from inference import products
 
-    if not 0.0 <= args.overlap < 1.0:
-        raise SystemExit(f"error: --overlap must be in [0, 1), got {args.overlap}")
-    if args.batch_size < 1:
-        raise SystemExit("error: --batch_size must be >= 1")
+    check_outputs(args)
     device = resolve_device(args.device)
     s2_offset = _parse_offset(args.s2_offset)
     try:   # the product first: an L2A refusal or a missing band is reported before the model loads
@@ -236,8 +280,14 @@ def main(argv=None) -> int:
 
 def _run(args, device, s2, product, s2_offset) -> int:
     """The body of :func:`main` once the Sentinel-2 input is open (closed by the caller)."""
-    from inference import products, software_version, writer
-    from utils import scene
+    from inference import software_version, writer
+    from inference.areas import area_summary, format_summary
+    from inference.classes import class_colors_rgb
+    from inference.clouds import open_cloud_mask
+    from inference.offset import OffsetSource, decide_offset
+    from inference.preview import write_preview
+    from inference.scene import predict_scene
+    from inference.sentinel1 import open_s1_inputs
 
     ckpt = load_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
@@ -257,18 +307,18 @@ def _run(args, device, s2, product, s2_offset) -> int:
     try:
         for note in product.notes:
             print(f"note: {note}", file=sys.stderr)
-        offset = products.decide_offset(product, s2_offset)
+        offset = decide_offset(product, s2_offset)
         print(offset.message, file=sys.stderr)
         if offset.warning:
             print(f"warning: {offset.warning}", file=sys.stderr)
         if not offset.is_identity:
-            s2 = products.OffsetSource(s2, offset.offsets, offset.scale)
+            s2 = OffsetSource(s2, offset.offsets, offset.scale)
         if args.s1 is not None:
             if not uses_s1:
                 print(f"note: model {name} does not use Sentinel-1; {' '.join(args.s1)} only masks no-data",
                       file=sys.stderr)
             try:
-                s1 = products.open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
+                s1 = open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
                                              reference_name=f"Sentinel-2 input {args.s2}")
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {exc}")
@@ -281,7 +331,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
             cloud_line = "cloud mask: none (S1-only model)"
         else:
             try:
-                cloud, cloud_line = products.open_cloud_mask(product, s2.grid, args.cloud_mask)
+                cloud, cloud_line = open_cloud_mask(product, s2.grid, args.cloud_mask)
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {exc}")
         print(cloud_line, file=sys.stderr)
@@ -301,14 +351,14 @@ def _run(args, device, s2, product, s2_offset) -> int:
         tmp_out = writer.tmp_path_for(args.out)
         tmp_prob = writer.tmp_path_for(args.probabilities) if args.probabilities else None
         try:
-            result = scene.predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
+            result = predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
                                          window=window, overlap=args.overlap, batch_size=args.batch_size,
-                                         device=device, blend=args.blend, progress=not args.no_progress,
+                                         device=device, blend=args.blend, progress=args.progress,
                                          tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         writer.to_cog(tmp_out, args.out, resampling="mode")
-        writer.write_categories(args.out, result.class_names, scene.class_colors_rgb(result.num_classes))
+        writer.write_categories(args.out, result.class_names, class_colors_rgb(result.num_classes))
         result.outputs["map"] = str(args.out)
         if tmp_prob:
             writer.to_cog(tmp_prob, args.probabilities, resampling="average")
@@ -322,23 +372,33 @@ def _run(args, device, s2, product, s2_offset) -> int:
             if tmp and os.path.exists(tmp):
                 os.remove(tmp)
 
-    summary = scene.area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
+    summary = area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
                                  s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
                                  processing_baseline=product.baseline, cloud_mask=cloud_line,
                                  outputs=result.outputs)
     print(f"{result.mode} map written to {args.out}")
-    print(scene.format_summary(summary))
+    print(format_summary(summary))
     if args.summary:
         Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)
         print(f"summary written to {args.summary}")
     if args.preview:
-        scene.write_preview(args.out, args.preview, class_names=result.class_names,
+        write_preview(args.out, args.preview, class_names=result.class_names,
                             title=f"{Path(args.out).name}: {name} ({result.mode})")
         print(f"preview written to {args.preview}")
     return 0
 
 
+def _cli_main(args) -> int:
+    try:
+        return predict(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\ninterrupted; outputs not finished are not written", file=sys.stderr)
+        raise SystemExit(130)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(_cli_main, build_parser()))

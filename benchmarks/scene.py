@@ -122,7 +122,7 @@ def seam_metrics(labels: np.ndarray, probs: np.ndarray, window: int, overlap: fl
     between the ``k`` px on either side of the lines where windows start or end, divided by the same
     jump across all other lines (1.0 = the layout leaves no trace). Averaging ``k`` px across the line
     keeps pixel-to-pixel texture out of the measure."""
-    from utils.scene import window_starts, window_stride
+    from inference.windows import window_starts, window_stride
     stride = window_stride(window, overlap)
     p = probs.astype(np.float32) / 255.0 if probs.dtype == np.uint8 else np.nan_to_num(probs)
     onehot = np.stack([labels == i for i in range(p.shape[0])]).astype(np.float32)
@@ -168,7 +168,7 @@ class SpectralStandIn:
 def run_stand_in(scene_dir: Path, overlap: float, window: int, batch: int, work: Path) -> dict:
     """predict_scene with :class:`SpectralStandIn` (seams of the pipeline itself); returns timings + arrays."""
     from inference import products
-    from utils import scene
+    from inference import scene
     src, _ = products.open_s2_product(scene_dir)
     t = time.perf_counter()
     with src:
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         predict.main(["--checkpoint", ckpt, "--s2", str(scene_dir), "--out", str(out),
                       "--overlap", str(ov), "--batch_size", str(args.batch_size), "--device", args.device,
-                      "--s2_offset", "0", "--no_progress", "--summary", str(work / f"s_{ov}.json")])
+                      "--s2_offset", "0", "--no-progress", "--summary", str(work / f"s_{ov}.json")])
         wall = time.perf_counter() - t
         with rasterio.open(out) as ds:
             shape = (ds.height, ds.width)

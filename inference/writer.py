@@ -1,6 +1,9 @@
-"""Outputs GIS tools read well: Cloud-Optimised GeoTIFFs with class names.
+"""GeoTIFF outputs: streamed while predicting, then Cloud-Optimised GeoTIFFs with class names.
 
-:func:`utils.scene.predict_scene` streams its outputs into tiled GeoTIFFs; :func:`to_cog` then
+:class:`TiledWriter` takes finished rows of a map (any number at a time, top to bottom) and
+writes them to a tiled, DEFLATE-compressed GeoTIFF one row of 256 px tiles at a time, so it
+never holds more than ``256 + max_rows`` rows. :func:`inference.scene.predict_scene` streams
+its outputs through it; :func:`to_cog` then
 rewrites each one with GDAL's ``COG`` driver: tiles of 256 px, DEFLATE, overviews down to one
 tile (``MODE`` resampling for class maps, so overviews hold real classes; ``AVERAGE`` for
 probabilities), the IFDs before the data (GDAL's ``COPY_SRC_OVERVIEWS`` layout, which GDAL
@@ -23,12 +26,69 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
+import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.windows import Window
 
-__all__ = ["COG_BLOCK", "to_cog", "write_categories", "read_category_names", "validate_cog", "tmp_path_for"]
+__all__ = ["COG_BLOCK", "TiledWriter", "to_cog", "write_categories", "read_category_names", "validate_cog",
+           "tmp_path_for"]
 
 COG_BLOCK = 256
+
+
+class TiledWriter:
+    """Buffers finished rows and writes them to a tiled GeoTIFF a row of tiles at a time.
+
+    ``grid``: an :class:`inference.sources.Grid`. The buffer holds at most ``COG_BLOCK + max_rows``
+    rows (``max_rows``: the largest block ever added).
+    """
+
+    def __init__(self, path, grid, count: int, dtype, nodata, predictor: int, max_rows: int,
+                 tags=None, descriptions=None, colormap=None, scales=None):
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
+                       crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True,
+                       blockxsize=COG_BLOCK, blockysize=COG_BLOCK, compress="deflate", predictor=predictor,
+                       interleave="band", BIGTIFF="IF_SAFER")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(path)
+        self.ds = rasterio.open(self.path, "w", **profile)
+        if colormap is not None:
+            self.ds.write_colormap(1, colormap)
+        if tags:
+            self.ds.update_tags(**tags)
+        for i, d in enumerate(descriptions or []):
+            self.ds.set_band_description(i + 1, d)
+        if scales is not None:
+            self.ds.scales = tuple(scales)
+        self.width, self.height = grid.width, grid.height
+        self.buf = np.empty((count, min(COG_BLOCK + max_rows, grid.height), grid.width), dtype)
+        self._top = 0   # scene row of buffer row 0
+        self._n = 0     # rows in the buffer
+
+    def add(self, block: np.ndarray):  # (count, rows, W)
+        k = block.shape[1]
+        if self._n + k > self.buf.shape[1]:
+            raise RuntimeError("row block larger than declared")  # pragma: no cover
+        self.buf[:, self._n:self._n + k] = block
+        self._n += k
+        if self._n >= COG_BLOCK or self._top + self._n >= self.height:
+            self._flush()
+
+    def _flush(self):
+        if self._n == 0:
+            return
+        n = self._n if self._top + self._n >= self.height else (self._n // COG_BLOCK) * COG_BLOCK
+        self.ds.write(self.buf[:, :n], window=Window(0, self._top, self.width, n))
+        rest = self._n - n
+        if rest:
+            self.buf[:, :rest] = self.buf[:, n:self._n]
+        self._top += n
+        self._n = rest
+
+    def close(self):
+        self._flush()
+        self.ds.close()
 
 
 def tmp_path_for(out_path) -> str:

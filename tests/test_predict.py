@@ -1,4 +1,4 @@
-"""Whole-scene prediction (predict.py, utils/scene.py) on small generated UTM scenes.
+"""Whole-scene prediction (predict.py, inference/) on small generated UTM scenes.
 
 Toy models make the expected map a known function of the input: class ``k`` is encoded by
 three "bit" bands that are either 0 or one constant value, so after the per-window,
@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from utils import scene  # noqa: E402
+from data.bands import S2_BANDS  # noqa: E402
+from inference import areas, products, scene, sentinel1, sources, windows  # noqa: E402
 
 UTM = CRS.from_epsg(32632)
 
@@ -104,7 +105,7 @@ def write_tif(path, array, transform, crs=UTM, nodata=None):
 
 
 def grid(h=H, w=W, res=10.0):
-    return scene.Grid(UTM, from_origin(*ORIGIN, res, res), w, h)
+    return sources.Grid(UTM, from_origin(*ORIGIN, res, res), w, h)
 
 
 def expected_map(labels):
@@ -127,23 +128,23 @@ def s2_scene(tmp_path_factory):
 
 
 def test_window_layout():
-    assert scene.window_stride(224, 0.5) == 112
-    assert scene.window_starts(500, 224, 112) == [0, 112, 224, 276]   # last one shifted inward
-    assert scene.window_starts(448, 224, 224) == [0, 224]
-    assert scene.window_starts(100, 224, 112) == [0]
+    assert windows.window_stride(224, 0.5) == 112
+    assert windows.window_starts(500, 224, 112) == [0, 112, 224, 276]   # last one shifted inward
+    assert windows.window_starts(448, 224, 224) == [0, 224]
+    assert windows.window_starts(100, 224, 112) == [0]
     for size, stride in [(600, 112), (500, 112), (1000, 224), (225, 1), (224, 100)]:
-        starts = scene.window_starts(size, 224, stride)
+        starts = windows.window_starts(size, 224, stride)
         covered = np.zeros(size, bool)
         for s in starts:
             covered[s:s + 224] = True
         assert covered.all() and starts[-1] + 224 == size
-        b = scene.cell_bounds(starts, 224, size)
+        b = windows.cell_bounds(starts, 224, size)
         assert b[0] == 0 and b[-1] == size and np.all(np.diff(b) > 0)
         for j, s in enumerate(starts):                               # each cell inside its window
             assert s <= b[j] and b[j + 1] <= s + 224
     with pytest.raises(ValueError):
-        scene.window_stride(224, 1.0)
-    w = scene.blend_weights(224)
+        windows.window_stride(224, 1.0)
+    w = windows.blend_weights(224)
     assert w.min() > 0 and np.isclose(w.max(), 1.0, atol=1e-3)
     np.testing.assert_allclose(w, w.T)
 
@@ -153,7 +154,7 @@ def test_window_layout():
 
 def test_known_function_is_reproduced_seam_free_and_aligned(s2_scene, tmp_path):
     out, probs = tmp_path / "map.tif", tmp_path / "probs.tif"
-    with scene.open_s2(s2_scene["path"]) as s2:
+    with products.open_s2(s2_scene["path"]) as s2:
         res = scene.predict_scene(BitSegmenter(), s2, out_path=out, probabilities_path=probs,
                                   batch_size=3, progress=False)
     assert res.mode == "segmentation" and res.windows == 4 * 5   # rows 0,112,224,276; cols 0,112,224,336,376
@@ -200,7 +201,7 @@ def test_blending_is_a_normalised_smooth_mean(s2_scene):
     g = grid()
     s2 = s2_scene["s2"].astype(np.float32)
     s2[4] = np.linspace(0, 1, W)[None, :] * np.linspace(1, 3, H)[:, None] * 1000 + 500
-    res = scene.predict_scene(ConstantLogits(), scene.ArraySource(s2, g), progress=False,
+    res = scene.predict_scene(ConstantLogits(), sources.ArraySource(s2, g), progress=False,
                               return_probabilities=True)
     p = res.probabilities
     valid = expected_map(s2_scene["labels"]) != 255
@@ -216,7 +217,7 @@ def test_blending_is_a_normalised_smooth_mean(s2_scene):
 def test_small_scene_is_padded_and_masked():
     labels = label_pattern(150, 130)
     s2 = bit_scene(labels)
-    res = scene.predict_scene(BitSegmenter(), scene.ArraySource(s2, grid(150, 130)), progress=False)
+    res = scene.predict_scene(BitSegmenter(), sources.ArraySource(s2, grid(150, 130)), progress=False)
     assert res.windows == 1 and res.labels.shape == (150, 130)
     np.testing.assert_array_equal(res.labels, labels)
 
@@ -224,8 +225,8 @@ def test_small_scene_is_padded_and_masked():
 def test_s1_nan_and_zero_s2_are_nodata(s2_scene):
     s1 = np.full((2, H, W), -10.0, np.float32)
     s1[0, 300:320, 5:25] = np.nan
-    res = scene.predict_scene(BitSegmenter(), scene.ArraySource(s2_scene["s2"], grid()),
-                              scene.ArraySource(s1, grid()), progress=False)
+    res = scene.predict_scene(BitSegmenter(), sources.ArraySource(s2_scene["s2"], grid()),
+                              sources.ArraySource(s1, grid()), progress=False)
     exp = expected_map(s2_scene["labels"])
     exp[300:320, 5:25] = 255
     np.testing.assert_array_equal(res.labels, exp)
@@ -237,14 +238,14 @@ def test_s1_nan_and_zero_s2_are_nodata(s2_scene):
 
 def test_classification_model_paints_stride_cells(s2_scene, tmp_path):
     out = tmp_path / "cls.tif"
-    with scene.open_s2(s2_scene["path"]) as s2:
+    with products.open_s2(s2_scene["path"]) as s2:
         res = scene.predict_scene(CentreClassifier(), s2, out_path=out, progress=False)
     assert res.mode == "classification"
     with rasterio.open(out) as ds:
         got = ds.read(1)
         assert ds.tags()["PREDICTION_MODE"] == "classification" and ds.transform == grid().transform
     labels = s2_scene["labels"]
-    rows, cols = scene.window_starts(H, 224, 112), scene.window_starts(W, 224, 112)
+    rows, cols = windows.window_starts(H, 224, 112), windows.window_starts(W, 224, 112)
 
     def nearest(size, starts):  # independent of cell_bounds: nearest window centre, ties -> later
         centres = np.asarray(starts) + 112.0
@@ -274,7 +275,7 @@ def write_band_folder(folder, h=480, w=600, seed=1, skip=()):
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     stack = np.empty((13, h, w), np.uint16)
-    for i, band in enumerate(scene.S2_BAND_NAMES):
+    for i, band in enumerate(S2_BANDS):
         f = RES[band] // 10
         ch, cw = h // f, w // f
         blocks = rng.integers(1, 10000, (-(-ch // 4), -(-cw // 4))).astype(np.uint16)
@@ -289,14 +290,14 @@ def write_band_folder(folder, h=480, w=600, seed=1, skip=()):
 
 def test_band_folder_reproduces_the_stacked_array(tmp_path):
     stack = write_band_folder(tmp_path / "IMG_DATA")
-    with scene.open_s2(tmp_path / "IMG_DATA", resampling="nearest") as src:
+    with products.open_s2(tmp_path / "IMG_DATA", resampling="nearest") as src:
         assert src.grid.same_as(grid(480, 600)) and src.reference_band == "B02"
         np.testing.assert_array_equal(src.read(0, 0, 480, 600), stack)
         np.testing.assert_array_equal(src.read(101, 37, 224, 224), stack[:, 101:325, 37:261])
     # bilinear (the default): exact wherever a band's 3x3 coarse neighbourhood is constant
-    with scene.open_s2(tmp_path) as src:   # found recursively below tmp_path
+    with products.open_s2(tmp_path) as src:   # found recursively below tmp_path
         got = src.read(0, 0, 480, 600)
-    for i, band in enumerate(scene.S2_BAND_NAMES):
+    for i, band in enumerate(S2_BANDS):
         f = RES[band] // 10
         if f == 1:
             np.testing.assert_array_equal(got[i], stack[i])
@@ -312,7 +313,7 @@ def test_band_folder_reproduces_the_stacked_array(tmp_path):
 def test_band_folder_missing_band_is_named(tmp_path):
     write_band_folder(tmp_path / "bands", h=120, w=120, skip=("B10",))
     with pytest.raises(FileNotFoundError, match=r"B10") as err:
-        scene.open_s2(tmp_path / "bands")
+        products.open_s2(tmp_path / "bands")
     assert str(tmp_path / "bands") in str(err.value)
 
 
@@ -333,8 +334,8 @@ def test_s1_on_another_grid_is_reprojected(s2_scene, tmp_path):
     vv = np.where((coarse_labels >> 2) & 1, 0.0, -25.0).astype(np.float32)
     s1 = np.stack([vv, np.full_like(vv, -15.0)])
     s1_path = write_tif(tmp_path / "S1_20m.tif", s1, from_origin(ORIGIN[0] + 400, ORIGIN[1] - 400, 20, 20))
-    with scene.open_s2(s2_path) as s2src, scene.open_s1(s1_path, s2src.grid, resampling="nearest") as s1src:
-        assert s1src.warped and s1src.grid == s2src.grid
+    with products.open_s2(s2_path) as s2src, sentinel1.open_s1(s1_path, s2src.grid, resampling="nearest") as s1src:
+        assert s1src.warped and s1src.grid == grid()      # the S2 grid, not S1's own 20 m grid
         up = s1src.read(0, 0, H, W)
         inside = (slice(40, 500), slice(40, 600))
         np.testing.assert_array_equal(up[(0,) + inside], np.kron(vv, np.ones((2, 2), np.float32))[:460, :560])
@@ -357,7 +358,7 @@ def test_s1_in_another_crs_with_overlap_is_accepted(s2_scene, tmp_path):
     s1_path = write_tif(tmp_path / "S1_wgs84.tif", s1,
                         from_origin(l - 0.001, t + 0.001, (r - l + 0.002) / 80, (t - b + 0.002) / 60),
                         crs=CRS.from_epsg(4326))
-    with scene.open_s1(s1_path, grid()) as s1src:
+    with sentinel1.open_s1(s1_path, grid()) as s1src:
         v = s1src.read(0, 0, H, W)
     assert np.isfinite(v).all() and np.allclose(v, -12.0)
 
@@ -367,15 +368,15 @@ def test_errors_name_the_file(s2_scene, tmp_path):
     far = write_tif(tmp_path / "S1_far.tif", np.zeros((2, 50, 50), np.float32),
                     from_origin(300000, 4000000, 10, 10), crs=CRS.from_epsg(32633))
     with pytest.raises(ValueError, match="S1_far.tif.*does not overlap"):
-        scene.open_s1(far, g)
+        sentinel1.open_s1(far, g)
     three = write_tif(tmp_path / "S1_three.tif", np.zeros((3, 50, 50), np.float32), from_origin(*ORIGIN, 10, 10))
     with pytest.raises(ValueError, match=r"S1_three.tif: expected 2 bands.*found 3"):
-        scene.open_s1(three, g)
+        sentinel1.open_s1(three, g)
     twelve = write_tif(tmp_path / "S2_l2a.tif", np.ones((12, 50, 50), np.uint16), from_origin(*ORIGIN, 10, 10))
     with pytest.raises(ValueError, match=r"S2_l2a.tif: expected 13 bands, found 12"):
-        scene.open_s2(twelve)
+        products.open_s2(twelve)
     with pytest.raises(FileNotFoundError, match="nope.tif"):
-        scene.open_s2(tmp_path / "nope.tif")
+        products.open_s2(tmp_path / "nope.tif")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -390,7 +391,7 @@ def _toy_factory(name, num_classes=8, checkpoint=None, **options):
 
 def test_cli_writes_map_probabilities_preview_summary(s2_scene, tmp_path, monkeypatch, capsys):
     """predict.main end to end with a toy model registered in the factory (in-process)."""
-    models = pytest.importorskip("models")
+    import models
     import predict
     monkeypatch.setattr(models, "create_model", _toy_factory, raising=False)
     ckpt = tmp_path / "toy.pt"
@@ -417,19 +418,11 @@ def test_cli_writes_map_probabilities_preview_summary(s2_scene, tmp_path, monkey
     torch.save({"model_name": "ToyBits", "model_options": {},
                 "model_weights": BitSegmenter().state_dict()}, ckpt)
     with pytest.raises(SystemExit, match="--s1"):
-        predict.main(argv)
+        predict.main(argv + ["--overwrite"])
     # an original-style checkpoint without model_name needs --model
     torch.save({"model_weights": BitSegmenter().state_dict()}, ckpt)
     with pytest.raises(SystemExit, match="--model"):
-        predict.main(argv)
-
-
-def _has_factory():
-    try:
-        from models import create_model  # noqa: F401
-        return True
-    except Exception:
-        return False
+        predict.main(argv + ["--overwrite"])
 
 
 def _run_cli(tmp_path, ckpt, h, w, extra=()):
@@ -452,7 +445,6 @@ def _run_cli(tmp_path, ckpt, h, w, extra=()):
     return proc, m, s1, s2, json.loads((tmp_path / "s.json").read_text())
 
 
-@pytest.mark.skipif(not _has_factory(), reason="models.create_model not available yet")
 def test_cli_subprocess_segmentation_checkpoint(tmp_path):
     """`python predict.py` as a user runs it, on a DoubleSwinTransformerSegmentation checkpoint
     written by models.downstream_checkpoint (model name and options read from it)."""
@@ -467,7 +459,6 @@ def test_cli_subprocess_segmentation_checkpoint(tmp_path):
     assert summary["windows"] == 2 and (tmp_path / "map.png").is_file()
 
 
-@pytest.mark.skipif(not _has_factory(), reason="models.create_model not available yet")
 def test_cli_subprocess_classification_checkpoint_matches_direct_forward(tmp_path):
     """A ResNet18 (early fusion) classifier checkpoint: per-window labels; with a single window
     the label equals argmax(model(preprocess(window))), i.e. the training normalisation."""
@@ -485,10 +476,10 @@ def test_cli_subprocess_classification_checkpoint_matches_direct_forward(tmp_pat
 
 
 def test_pixel_area_projected_and_geographic():
-    assert scene.pixel_area_m2(from_origin(*ORIGIN, 10, 10), UTM, 0, 3).tolist() == [100.0] * 3
+    assert areas.pixel_area_m2(from_origin(*ORIGIN, 10, 10), UTM, 0, 3).tolist() == [100.0] * 3
     # 0.001° cells at the equator: ~111.2 m x 111.2 m; at 60° N half as wide
-    eq = scene.pixel_area_m2(from_origin(10.0, 0.0005, 0.001, 0.001), CRS.from_epsg(4326), 0, 1)[0]
-    n60 = scene.pixel_area_m2(from_origin(10.0, 60.0005, 0.001, 0.001), CRS.from_epsg(4326), 0, 1)[0]
+    eq = areas.pixel_area_m2(from_origin(10.0, 0.0005, 0.001, 0.001), CRS.from_epsg(4326), 0, 1)[0]
+    n60 = areas.pixel_area_m2(from_origin(10.0, 60.0005, 0.001, 0.001), CRS.from_epsg(4326), 0, 1)[0]
     assert abs(eq - 111.2 ** 2) / eq < 0.01 and abs(n60 / eq - 0.5) < 0.01
 
 
@@ -499,3 +490,104 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="CUDA is not available"):
             predict.resolve_device("cuda")
+
+
+# ----------------------------------------------------------------------------- outputs never destroy inputs
+
+
+def _inputs(tmp_path, s2_scene):
+    """Copies of the inputs: S2 GeoTIFF, S1 GeoTIFF, a band folder, a toy checkpoint."""
+    s2 = tmp_path / "in" / "S2.tif"
+    s2.parent.mkdir()
+    s2.write_bytes(Path(s2_scene["path"]).read_bytes())
+    s1 = write_tif(tmp_path / "in" / "S1.tif", np.full((2, H, W), -10.0, np.float32), from_origin(*ORIGIN, 10, 10))
+    write_band_folder(tmp_path / "in" / "bands", h=120, w=120)
+    ckpt = tmp_path / "in" / "toy.pt"
+    torch.save({"model_name": "ToyBits", "model_options": {}, "model_weights": BitSegmenter().state_dict()}, ckpt)
+    return {"s2": s2, "s1": Path(s1), "checkpoint": ckpt, "bands": tmp_path / "in" / "bands"}
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("flag,onto", [("--out", "s2"), ("--probabilities", "s1"), ("--preview", "checkpoint"),
+                                       ("--summary", "s2"), ("--out", "band_file"), ("--out", "bands")])
+def test_cli_refuses_to_write_onto_an_input(s2_scene, tmp_path, flag, onto):
+    """Even with --overwrite: one line naming the flag and the file, every input byte-identical."""
+    import predict
+    inp = _inputs(tmp_path, s2_scene)
+    s2 = inp["bands"] if onto in ("band_file", "bands") else inp["s2"]
+    target = sorted(inp["bands"].glob("*_B04.*"))[0] if onto == "band_file" else inp.get(onto, s2)
+    before = _snapshot(tmp_path / "in")
+    argv = ["--checkpoint", inp["checkpoint"], "--s2", s2, "--s1", inp["s1"], "--out", tmp_path / "map.tif",
+            "--device", "cpu", "--no-progress", "--overwrite", flag, target]
+    with pytest.raises(SystemExit) as err:
+        predict.main([str(a) for a in argv])
+    msg = str(err.value)
+    assert msg.startswith("error: ") and "\n" not in msg
+    assert f"{flag} {target}" in msg and "input" in msg
+    assert _snapshot(tmp_path / "in") == before
+    assert not (tmp_path / "map.tif").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--probabilities", "--preview", "--summary"])
+def test_cli_refuses_an_existing_output_without_overwrite(s2_scene, tmp_path, flag):
+    import predict
+    inp = _inputs(tmp_path, s2_scene)
+    outs = {f: tmp_path / "out" / n for f, n in (("--out", "map.tif"), ("--probabilities", "p.tif"),
+                                                 ("--preview", "map.png"), ("--summary", "s.json"))}
+    outs[flag].parent.mkdir()
+    outs[flag].write_bytes(b"an earlier result")
+    argv = ["--checkpoint", inp["checkpoint"], "--s2", inp["s2"], "--s1", inp["s1"], "--device", "cpu",
+            "--no-progress"] + [a for f, p in outs.items() for a in (f, p)]
+    with pytest.raises(SystemExit) as err:
+        predict.main([str(a) for a in argv])
+    msg = str(err.value)
+    assert msg.startswith("error: ") and "\n" not in msg
+    assert f"{flag} {outs[flag]}" in msg and "--overwrite" in msg
+    assert outs[flag].read_bytes() == b"an earlier result"
+    assert [p for f, p in outs.items() if f != flag and p.exists()] == []
+
+
+def test_cli_overwrite_replaces_an_existing_output(s2_scene, tmp_path, monkeypatch):
+    import models
+    import predict
+    monkeypatch.setattr(models, "create_model", _toy_factory, raising=False)
+    ckpt = tmp_path / "toy.pt"
+    torch.save({"model_name": "ToyBits", "model_options": {"s1_input_channels": 0},
+                "model_weights": BitSegmenter().state_dict()}, ckpt)
+    out = tmp_path / "map.tif"
+    out.write_bytes(b"an earlier result")
+    argv = ["--checkpoint", str(ckpt), "--s2", s2_scene["path"], "--out", str(out), "--device", "cpu",
+            "--no_progress", "--overwrite"]
+    assert predict.main(argv) == 0
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(1), expected_map(s2_scene["labels"]))
+
+
+def test_cli_error_is_one_line_with_an_exit_code_from_another_folder(s2_scene, tmp_path):
+    """`python /path/predict.py` started in another folder: a refused output is one stderr line, exit 2."""
+    s2 = tmp_path / "S2.tif"
+    s2.write_bytes(Path(s2_scene["path"]).read_bytes())
+    before = s2.read_bytes()
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "missing.pt", "--s2", "S2.tif",
+                           "--out", "S2.tif"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out S2.tif is the --s2 input"), proc.stderr
+    assert s2.read_bytes() == before
+
+
+def test_help_shows_real_defaults_and_both_spellings(capsys):
+    import predict
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    text = capsys.readouterr().out
+    assert "Example::" in text                                   # the description keeps its layout
+    assert "(default: 0.25)" in text and "(default: 8)" in text and "(default: None)" not in text
+    assert "--no-progress" in text and "--n_classes" in text and "--num_classes" in text
+    args = predict.build_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o", "--no_progress",
+                                              "--num_classes", "3"])
+    assert args.progress is False and args.num_classes == 3
+    assert predict.build_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o"]).progress is True

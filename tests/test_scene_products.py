@@ -20,9 +20,9 @@ import pytest
 import rasterio
 import torch
 
-from inference import products, writer
+from data.bands import S2_BANDS
+from inference import clouds, offset, products, sentinel1, sources, writer
 from test_predict import BIT_BANDS, HAS_JP2, ORIGIN, UTM, BitSegmenter, from_origin, label_pattern, write_tif
-from utils import scene
 
 H, W = 240, 300                       # multiples of 6: whole 60 m pixels
 RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
@@ -40,7 +40,7 @@ def reference_stack(seed=0):
     rng = np.random.default_rng(seed)
     labels = label_pattern(H, W)
     stack = np.empty((13, H, W), np.uint16)
-    for i, band in enumerate(scene.S2_BAND_NAMES):
+    for i, band in enumerate(S2_BANDS):
         f = RES[band] // 10
         coarse = rng.integers(100, 3000, (H // f, W // f)).astype(np.uint16)
         stack[i] = np.kron(coarse, np.ones((f, f), np.uint16))
@@ -114,7 +114,7 @@ def make_safe(root: Path, baseline: str, offset: bool, mask: str, level: str = "
     img.mkdir(parents=True)
     qi.mkdir()
     (safe / f"MTD_MSIL{level}.xml").write_text(mtd_xml(baseline, -1000 if offset else None, level))
-    for i, band in enumerate(scene.S2_BAND_NAMES):
+    for i, band in enumerate(S2_BANDS):
         f = RES[band] // 10
         coarse = stack[i, ::f, ::f]
         if level == "2A":
@@ -163,7 +163,7 @@ def test_metadata_and_offset_decision(products_dir):
     new = products.inspect_s2(products_dir["new"])
     assert (new.kind, new.level, new.baseline) == ("safe", "L1C", "04.00")
     assert new.offsets == (-1000.0,) * 13 and new.cloud_mask_kind == "msk_classi"
-    assert sorted(new.band_files) == sorted(scene.S2_BAND_NAMES)
+    assert sorted(new.band_files) == sorted(S2_BANDS)
     old = products.inspect_s2(products_dir["old"])
     assert (old.kind, old.baseline, old.offsets, old.cloud_mask_kind) == ("safe_zip", "02.09", (0.0,) * 13, "gml")
     assert all(p[0].startswith("/vsizip/") for p in old.band_files.values())
@@ -171,15 +171,15 @@ def test_metadata_and_offset_decision(products_dir):
     img = next(products_dir["new"].glob("GRANULE/*/IMG_DATA"))
     assert products.inspect_s2(img).baseline == "04.00"
 
-    d = products.decide_offset(new)
+    d = offset.decide_offset(new)
     assert d.offsets == (-1000.0,) * 13 and d.source == "metadata" and d.warning is None
     assert "RADIO_ADD_OFFSET" in d.message and "04.00" in d.message and d.tag() == "-1000"
-    assert products.decide_offset(old).is_identity
+    assert offset.decide_offset(old).is_identity
     unknown = products.S2Product(path="scene.tif", kind="geotiff")
-    d = products.decide_offset(unknown)
+    d = offset.decide_offset(unknown)
     assert d.is_identity and "cannot be known" in d.warning and "--s2_offset -1000" in d.warning
-    assert products.decide_offset(unknown, 0.0).warning is None
-    assert "overrides" in products.decide_offset(new, 0.0).warning
+    assert offset.decide_offset(unknown, 0.0).warning is None
+    assert "overrides" in offset.decide_offset(new, 0.0).warning
     # a baseline >= 04.00 without the list still gets the offset; an unparsable file is named
     assert products.parse_product_metadata(mtd_xml("05.10"))["offsets"] == (-1000.0,) * 13
     with pytest.raises(products.ProductError, match="MTD_MSIL1C.xml"):
@@ -193,15 +193,15 @@ def test_offset_applied_exactly_once_values_equal_the_old_product(products_dir):
     with src_old:
         old = src_old.read(0, 0, H, W)
     np.testing.assert_array_equal(old, stack)                   # the zip reads back the reference
-    d = products.decide_offset(prod_new)
-    with products.OffsetSource(src_new, d.offsets, d.scale) as src:
+    d = offset.decide_offset(prod_new)
+    with offset.OffsetSource(src_new, d.offsets, d.scale) as src:
         got = src.read(0, 0, H, W)
         assert np.isnan(got[(slice(None),) + NODATA]).all()     # all-zero pixels: no data
         np.testing.assert_array_equal(np.nan_to_num(got, nan=0.0), old.astype(np.float32))
         with pytest.raises(ValueError, match="already applied"):
-            products.OffsetSource(src, d.offsets)
-    # utils.scene.open_s2 (the library entry point) removes the offset of a SAFE product too
-    with scene.open_s2(products_dir["new"], resampling="nearest") as src:
+            offset.OffsetSource(src, d.offsets)
+    # inference.products.open_s2 (the library entry point) removes the offset of a SAFE product too
+    with products.open_s2(products_dir["new"], resampling="nearest") as src:
         assert src.offset_applied
         np.testing.assert_array_equal(np.nan_to_num(src.read(0, 0, H, W), nan=0.0), old.astype(np.float32))
 
@@ -299,7 +299,6 @@ def test_unknown_baseline_warns_once_and_flag_applies_offset(products_dir, tmp_p
     tif = write_tif(tmp_path / "S2_offset.tif", offset_stack(), from_origin(*ORIGIN, 10, 10))
     ckpt = _checkpoint(tmp_path)
     ref = write_tif(tmp_path / "S2_reference.tif", stack, from_origin(*ORIGIN, 10, 10))
-    ckpt = _checkpoint(tmp_path)
     probs = {}
     for key, s2, extra in (("none", tif, []), ("flag", tif, ["--s2_offset", "-1000"]),
                            ("reference", ref, ["--s2_offset", "0"])):
@@ -355,7 +354,7 @@ def test_s1_linear_two_files_equals_db_and_s1_only_keeps_clouds(products_dir, tm
     vh = write_tif(tmp_path / "S1_VH_linear.tif", (10 ** (vh_db / 10))[None], t)
     ckpt = _checkpoint(tmp_path, "ToyBitsS1", s1_input_channels=2, s2_input_channels=0)
     maps = []
-    for extra in (["--s1", db], ["--s1", vh, vv, "--s1_units", "linear"]):
+    for extra in (["--s1", db], ["--s1", vh, vv, "--s1_units", "linear", "--overwrite"]):
         printed = cli("--checkpoint", ckpt, "--s2", products_dir["new"], "--out", tmp_path / "m.tif",
                       "--resampling", "nearest", *extra)
         assert "S1-only" in printed.err
@@ -365,7 +364,7 @@ def test_s1_linear_two_files_equals_db_and_s1_only_keeps_clouds(products_dir, tm
     exp = labels.copy()
     exp[NODATA] = 255
     np.testing.assert_array_equal(maps[0], exp)                     # cloud box mapped
-    with products.open_s1_inputs([vh, vv], scene.Grid(UTM, t, W, H), units="linear") as src:
+    with sentinel1.open_s1_inputs([vh, vv], sources.Grid(UTM, t, W, H), units="linear") as src:
         np.testing.assert_allclose(src.read(0, 0, H, W), np.stack([vv_db, vh_db]), atol=1e-4)
 
 
@@ -390,7 +389,7 @@ def test_seam_metric_of_the_scene_benchmark_sees_window_borders():
 def test_cloud_mask_files_qa60_and_gml_and_errors(tmp_path):
     """--cloud_mask FILE: a QA60 raster (bits 10/11; other bits ignored) at 60 m and a GML mask
     land on the 10 m grid; a missing file or a GML in another CRS is a one-line error naming it."""
-    g = scene.Grid(UTM, from_origin(*ORIGIN, 10, 10), W, H)
+    g = sources.Grid(UTM, from_origin(*ORIGIN, 10, 10), W, H)
     qa = np.zeros((1, H // 6, W // 6), np.uint16)
     qa[0, 20:25, 10:20] = 1 << 10          # opaque
     qa[0, 25:30, 10:20] = 1 << 11          # cirrus
@@ -399,18 +398,18 @@ def test_cloud_mask_files_qa60_and_gml_and_errors(tmp_path):
     prod = products.S2Product(path="scene.tif", kind="geotiff")
     expected = np.zeros((H, W), bool)
     expected[CLOUD] = True
-    mask, line = products.open_cloud_mask(prod, g, path)
+    mask, line = clouds.open_cloud_mask(prod, g, path)
     assert "QA60" in line
     np.testing.assert_array_equal(mask.read(0, 0, H, W), expected)
     np.testing.assert_array_equal(mask.read(100, 50, 50, 40), expected[100:150, 50:90])
     mask.close()
     (tmp_path / "MSK_CLOUDS_B00.gml").write_text(gml_mask(CLOUD))
-    mask, line = products.open_cloud_mask(prod, g, str(tmp_path / "MSK_CLOUDS_B00.gml"))
+    mask, line = clouds.open_cloud_mask(prod, g, str(tmp_path / "MSK_CLOUDS_B00.gml"))
     assert "1 opaque/cirrus polygons" in line
     np.testing.assert_array_equal(mask.read(0, 0, H, W), expected)
-    assert products.open_cloud_mask(prod, g, "auto")[0] is None
+    assert clouds.open_cloud_mask(prod, g, "auto")[0] is None
     with pytest.raises(FileNotFoundError, match="--cloud_mask .*nope.tif"):
-        products.open_cloud_mask(prod, g, str(tmp_path / "nope.tif"))
+        clouds.open_cloud_mask(prod, g, str(tmp_path / "nope.tif"))
     (tmp_path / "other.gml").write_text(gml_mask(CLOUD).replace("32632", "32633"))
     with pytest.raises(products.ProductError, match="other.gml.*EPSG:32633"):
-        products.open_cloud_mask(prod, g, str(tmp_path / "other.gml"))
+        clouds.open_cloud_mask(prod, g, str(tmp_path / "other.gml"))

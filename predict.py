@@ -262,7 +262,6 @@ def main(argv=None) -> int:
 
 def predict(args) -> int:
     """The whole run for parsed arguments (see :func:`build_parser`)."""
-    import torch  # noqa: F401  (after argparse so that --help is fast)
     from inference import products
 
     check_outputs(args)

@@ -18,6 +18,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from inference.sources import WrappedSource
+
 __all__ = ["OffsetDecision", "decide_offset", "OffsetSource"]
 
 
@@ -67,7 +69,7 @@ def decide_offset(product, flag: Optional[float] = None) -> OffsetDecision:
                  "confirms no offset and silences this warning"))
 
 
-class OffsetSource:
+class OffsetSource(WrappedSource):
     """Wraps an S2 source and adds the per-band offset (then scales) to its values.
 
     Returns float32; a band value of 0 (no data in L1C/L2A) stays 0 and a pixel whose bands are
@@ -106,12 +108,3 @@ class OffsetSource:
             band[zero] = 0.0
         out[:, empty] = np.nan
         return out
-
-    def close(self):
-        self.src.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

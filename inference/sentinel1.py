@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.warp import transform_bounds
 
-from inference.sources import Grid, RasterSource
+from inference.sources import Grid, RasterSource, WrappedSource
 
 __all__ = ["open_s1", "open_s1_inputs", "StackSource", "LinearToDbSource"]
 
@@ -80,7 +80,7 @@ class StackSource:
         self.close()
 
 
-class LinearToDbSource:
+class LinearToDbSource(WrappedSource):
     """Linear backscatter (sigma0 / gamma0, power) -> dB; values <= 0 or NaN become NaN (no data)."""
 
     def __init__(self, src):
@@ -97,15 +97,6 @@ class LinearToDbSource:
         out = 10.0 * np.log10(a)
         out[bad] = np.nan
         return out
-
-    def close(self):
-        self.src.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _order_vv_vh(paths: Sequence[str]) -> List[str]:

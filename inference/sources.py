@@ -53,6 +53,19 @@ def resampling_method(name) -> Resampling:
 
 
 @dataclass(frozen=True)
+class WrappedSource:
+    """Base of a source that transforms another one (``self.src``): closing closes that one."""
+
+    def close(self):
+        self.src.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Grid:
     """A raster grid: CRS, affine transform and size (the output grid of a prediction)."""
 

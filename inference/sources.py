@@ -52,7 +52,6 @@ def resampling_method(name) -> Resampling:
         raise ValueError(f"unknown resampling {name!r}; choose one of {sorted(RESAMPLING)}") from None
 
 
-@dataclass(frozen=True)
 class WrappedSource:
     """Base of a source that transforms another one (``self.src``): closing closes that one."""
 
@@ -66,6 +65,7 @@ class WrappedSource:
         self.close()
 
 
+@dataclass(frozen=True)
 class Grid:
     """A raster grid: CRS, affine transform and size (the output grid of a prediction)."""
 

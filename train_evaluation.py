@@ -193,10 +193,8 @@ def main(args, hooks=None) -> dict:
     train_model = engine.wrap_ddp(train_model, device)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
-        ckpt = downstream_checkpoint(model, optimizer=optimizer, val_stats=val_stats,
-                                     epochs=epochs_done)
-        ckpt.update(scheduler=scheduler.state_dict(), rng=engine.rng_state(), config=config)
-        return ckpt
+        return downstream_checkpoint(model, optimizer=optimizer, val_stats=val_stats,
+                                     epochs=epochs_done, **engine.resume_state(scheduler, None, config))
 
     logger = runlog.Logger(args.output_dir)
     if du.is_main_process():
@@ -205,6 +203,8 @@ def main(args, hooks=None) -> dict:
               f"{trainable / 1e6:.2f} M trainable parameters, device {device}")
         print(f"optimiser: Adam, {plan.description}; "
               + ", ".join(f"{g.get('name', 'group')} lr {g['lr']:g}" for g in groups))
+    maps = (ExampleMaps(task, args.example_maps)
+            if task.kind == "segmentation" and args.example_maps > 0 else None)
     start = time.perf_counter()
     try:
         history = engine.fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
@@ -213,43 +213,41 @@ def main(args, hooks=None) -> dict:
                    val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
                    amp=args.amp, logger=logger, epoch_scheduler=scheduler, hooks=hooks,
                    channels_last=args.channels_last, log_every=args.log_every,
-                   skip_nan_batches=args.reproduce_original)
+                   skip_nan_batches=args.reproduce_original, collect_last=maps)
         final = history[-1].get("val") if history else None  # the last epoch always validates
         results = final_evaluation(args, model, val_loader, task, device, logger, config,
-                                   time.perf_counter() - start, scores=final)
+                                   time.perf_counter() - start, scores=final, maps=maps)
     finally:
         logger.close()
         du.cleanup()
     return results
 
 
-@torch.no_grad()
-def example_maps(model, loader, task, device, count: int) -> list[dict]:
-    """S2, true and predicted maps of the first ``count`` evaluation patches."""
-    model.eval()
-    examples = []
-    for batch in loader:
-        batch = engine.to_device(batch, device)
-        pred = model(batch).argmax(1).cpu()
-        for i in range(min(len(pred), count - len(examples))):
-            examples.append({"s2": batch["s2"][i].cpu().numpy(),
-                             "true": task.targets(batch)[i].cpu().numpy(), "pred": pred[i].numpy()})
-        if len(examples) >= count:
-            break
-    return examples
+class ExampleMaps:
+    """``evaluate(collect=...)`` callback: S2, true and predicted maps of the first ``count``
+    evaluation patches (for the segmentation figure), gathered during the last validation."""
+
+    def __init__(self, task, count: int):
+        self.task, self.count, self.items = task, count, []
+
+    def __call__(self, batch: dict, outputs: torch.Tensor) -> None:
+        if len(self.items) >= self.count:
+            return
+        pred, true = outputs.argmax(1).cpu(), self.task.targets(batch).cpu()
+        for i in range(min(len(pred), self.count - len(self.items))):
+            self.items.append({"s2": batch["s2"][i].cpu().numpy(), "true": true[i].numpy(),
+                               "pred": pred[i].numpy()})
 
 
 def final_evaluation(args, model, loader, task, device, logger, config, seconds,
-                     scores: dict | None = None) -> dict:
+                     scores: dict | None = None, maps: ExampleMaps | None = None) -> dict:
     """Test-split metrics of the finished model: printed, JSON, figures."""
-    if scores is None:
+    if scores is None:  # a resumed run that had nothing left to train
         scores = engine.evaluate(model, loader, task, device, amp=args.amp,
-                                 channels_last=args.channels_last, desc="test")
+                                 channels_last=args.channels_last, desc="test", collect=maps)
     if not du.is_main_process():
         return scores
-    examples = []
-    if task.kind == "segmentation" and args.example_maps > 0:
-        examples = example_maps(model, loader, task, device, args.example_maps)
+    examples = maps.items if maps is not None else []
     out = Path(args.output_dir)
     title = f"{args.run_name or setting_name(args)} on {args.val_mode}"
     results = {"run_name": args.run_name or setting_name(args), "model": args.model,

@@ -139,6 +139,27 @@ def test_swin_pretraining_one_epoch_full_size(sample_root, tmp_path):
     assert model(  # loads and runs
         {"s1": torch.rand(1, 2, 224, 224), "s2": torch.rand(1, 13, 224, 224)}).shape == (1, 8)
 
+    # resume for a second epoch: the per-iteration schedule continues where it stopped
+    args = train_d_swin_backbone.get_args_parser().parse_args(
+        ["--train_dir", str(sample_root), "--epochs", "2", "--batch_size", "4",
+         "--train_used_data_fraction", "0.25", "--workers", "0", "--output_dir", str(tmp_path),
+         "--resume", "auto"])
+    train_d_swin_backbone.main(args)
+    ckpt = torch.load(tmp_path / "checkpoint_last.pth", weights_only=False)
+    steps = ckpt["scheduler"]["num_updates"] // 2
+    assert ckpt["epoch"] == 2 and steps >= 1
+    from training.schedules import IterationSchedule
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    ref = IterationSchedule(opt, epochs=2, warmup_epochs=20, steps_per_epoch=steps,
+                            warmup_lr=5e-7, min_lr=5e-6)
+    expected = []
+    for _ in range(2):
+        for _ in range(steps):
+            ref.step()
+        expected.append(opt.param_groups[0]["lr"])
+    logged = [json.loads(x)["lr/0"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx(expected)   # a restarted schedule would repeat epoch 1's LR
+
 
 def test_torchrun_two_processes_gather_negatives_with_gradients():
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from models.checkpoint import save_checkpoint
 from training import distributed as du
 from training.metrics import headline
 from training.runlog import Logger
@@ -158,12 +159,11 @@ class Averager:
 
 
 # -------------------------------------------------------------------- checkpoints
-def atomic_save(obj, path: str | Path) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename): a kill never truncates it."""
-    from models.checkpoint import save_checkpoint
-
-    save_checkpoint(obj, path)
-    return Path(path)
+def resume_state(scheduler=None, scaler=None, config: dict | None = None) -> dict:
+    """What an exact resume needs beside the weights and the optimiser (checkpoint extras)."""
+    return {"scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_state(), "config": config}
 
 
 def resolve_resume(resume: str | None, output_dir: str | Path, last_name: str) -> Path | None:
@@ -345,12 +345,14 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
         scaler=None, logger: Logger | None = None, step_scheduler=None, epoch_scheduler=None,
         hooks: StepHooks | None = None, channels_last: bool = False, log_every: int = 10,
         max_grad_norm: float | None = None, on_validation: Callable[[int, dict], None] | None = None,
-        skip_nan_batches: bool = False) -> list[dict]:
+        skip_nan_batches: bool = False,
+        collect_last: Callable[[dict, torch.Tensor], None] | None = None) -> list[dict]:
     """The epoch loop: train, step the epoch schedule, validate, checkpoint (rank 0, atomic).
 
     ``make_checkpoint(epochs_done, last_val_stats)`` returns the dict to save; it is written
     to ``output_dir/last_name`` every ``save_every`` epochs and at the end, and also kept as
-    ``checkpoint_XXXX.pth`` every ``keep_every`` epochs (0: never).
+    ``checkpoint_XXXX.pth`` every ``keep_every`` epochs (0: never). ``collect_last(batch,
+    outputs)`` sees every batch of the last validation pass.
     """
     hooks = hooks or StepHooks()
     hooks.per_step_scheduler = step_scheduler
@@ -377,7 +379,8 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
         if val_loader is not None and (epoch % val_every == 0 or last):
             val_stats = evaluate(model, val_loader, task, device, amp=amp,
                                  channels_last=channels_last, desc=f"val {epoch}",
-                                 skip_nan_batches=skip_nan_batches)
+                                 skip_nan_batches=skip_nan_batches,
+                                 collect=collect_last if last else None)
             record["val"] = val_stats
             if logger:
                 logger.scalars("val", headline(val_stats), epoch + 1)
@@ -396,8 +399,8 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
             if (epoch + 1) % save_every == 0 or last:
                 ckpt = make_checkpoint(epoch + 1, val_stats)
                 ckpt["global_step"] = global_step
-                atomic_save(ckpt, output_dir / last_name)
+                save_checkpoint(ckpt, output_dir / last_name)
                 if keep_every and (epoch + 1) % keep_every == 0:
-                    atomic_save(ckpt, output_dir / f"checkpoint_{epoch + 1:04d}.pth")
+                    save_checkpoint(ckpt, output_dir / f"checkpoint_{epoch + 1:04d}.pth")
         history.append(record)
     return history

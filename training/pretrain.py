@@ -74,7 +74,7 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     files (``state_dict`` in the published key layout, so the original code reads them) plus
     ``scheduler``, ``scaler``, ``rng``, ``global_step`` and ``config`` for an exact resume.
     """
-    from models.checkpoint import from_published_state_dict, read_checkpoint, to_published_state_dict
+    from models.checkpoint import backbone_checkpoint, from_published_state_dict, read_checkpoint
 
     output_dir = Path(args.output_dir)
     engine.save_run_config(output_dir, config if config is not None else vars(args))
@@ -103,18 +103,9 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     train_model = engine.wrap_ddp(train_model, device)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
-        return {
-            "epoch": epochs_done,
-            "arch": arch,
-            "state_dict": to_published_state_dict(model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": (step_scheduler or epoch_scheduler).state_dict()
-            if (step_scheduler or epoch_scheduler) is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": engine.rng_state(),
-            "val_stats": val_stats,
-            "config": config if config is not None else vars(args),
-        }
+        return backbone_checkpoint(model, epochs_done, optimizer, val_stats=val_stats,
+                                   **engine.resume_state(step_scheduler or epoch_scheduler, scaler,
+                                                         config if config is not None else vars(args)))
 
     logger = runlog.Logger(output_dir)
     task = tasks.ContrastiveTask(temperature)

@@ -1,7 +1,13 @@
-"""torchvision ResNet18/50 with an N-band ``conv1`` (state-dict keys exactly torchvision's)."""
+"""torchvision ResNet18/50 with an N-band ``conv1`` (state-dict keys exactly torchvision's).
+
+The published SimCLR checkpoints (``resnet18.pth`` / ``resnet50.pth``) have torchvision's keys and
+the projection head ``fc.0`` / ``fc.2``; ``checkpoint_filter`` drops that head for an encoder
+without one (downstream).
+"""
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Dict, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -17,6 +23,27 @@ RESNET_DEPTHS = {
 def projection_head(dim: int, out_dim: int = 128) -> nn.Sequential:
     """SimCLR projection MLP of the original: ``fc.0`` Linear(d, d), ReLU, ``fc.2`` Linear(d, out_dim)."""
     return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, out_dim))
+
+
+PROJ_HEAD = "SimCLR projection head (pre-training only)"
+_PROJ_KEY = re.compile(r"^fc\.[02]\.(weight|bias)$")
+
+
+def checkpoint_filter(state_dict: Mapping[str, torch.Tensor], model: "ResNet", prefix: str = "",
+                      ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+    """Map the keys of one ResNet (those starting with ``prefix``) onto ``model``: if it has no
+    projection head (``fc`` is Identity), the checkpoint's ``fc.0`` / ``fc.2`` are dropped and
+    reported in ``ignored`` (key -> reason). The other keys are torchvision's in both layouts."""
+    if not isinstance(model.fc, nn.Identity):
+        return dict(state_dict)
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith(prefix) and _PROJ_KEY.match(key[len(prefix):]):
+            if ignored is not None:
+                ignored[key] = PROJ_HEAD
+            continue
+        out[key] = value
+    return out
 
 
 class ResNet(_TVResNet):
@@ -43,6 +70,11 @@ class ResNet(_TVResNet):
             self.fc = nn.Linear(self.num_features, num_classes)
         else:
             self.fc = nn.Identity()
+
+    def checkpoint_filter(self, state_dict: Mapping[str, torch.Tensor], prefix: str = "",
+                          ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+        """``checkpoint_filter`` of this encoder's keys (those starting with ``prefix``)."""
+        return checkpoint_filter(state_dict, self, prefix, ignored)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> feature map (B, num_features, H/32, W/32)."""

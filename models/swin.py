@@ -4,7 +4,8 @@ Layouts. The original (Microsoft / MoBY) Swin puts the patch-merging ``downsampl
 of stage i (``layers.{i}.downsample``, i = 0..2), has a classifier ``head`` and stores the
 ``relative_position_index`` / ``attn_mask`` buffers. timm puts it at the START of stage i+1
 (``layers.{i+1}.downsample``) and recomputes the buffers. Blocks have the same names in both.
-``original_to_timm`` / ``timm_to_original`` map between the two.
+``original_to_timm`` / ``timm_to_original`` map between the two; ``checkpoint_filter`` maps a
+checkpoint in either layout onto ours (timm's), ``to_original_state_dict`` writes the original one.
 """
 from __future__ import annotations
 
@@ -78,6 +79,11 @@ class SwinEncoder(SwinTransformer):
         self.window_size = window_size
         enable_fused_attn(self, fused_attn)
 
+    def checkpoint_filter(self, state_dict: Mapping[str, torch.Tensor], prefix: str = "",
+                          ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+        """``checkpoint_filter`` of this encoder's keys (those starting with ``prefix``)."""
+        return checkpoint_filter(state_dict, prefix, ignored)
+
     def forward_unet(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """Return (final tokens, final normed tokens, skips), all NHWC.
 
@@ -121,6 +127,32 @@ def is_computed_buffer(key: str) -> bool:
 def original_buffers(encoder: nn.Module, prefix: str = "") -> Dict[str, torch.Tensor]:
     """The ``relative_position_index`` / ``attn_mask`` buffers (names are layout-independent)."""
     return {prefix + n: b for n, b in encoder.named_buffers() if b is not None and is_computed_buffer(n)}
+
+
+SWIN_HEAD = "unused 1000-class classifier `head` of the original Swin"
+
+
+def checkpoint_filter(state_dict: Mapping[str, torch.Tensor], prefix: str = "",
+                      ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+    """Map the keys of one Swin encoder (those starting with ``prefix``) onto ours (timm's layout).
+
+    The original layout (detected per encoder) moves each ``downsample`` to the next stage; the
+    original's 1000-class ``head`` is dropped and reported in ``ignored`` (key -> reason). Other
+    keys pass unchanged; the computed buffers are left for the loader to verify.
+    """
+    original = is_original_layout(state_dict, prefix)
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            rest = key[len(prefix):]
+            if rest.startswith("head."):
+                if ignored is not None:
+                    ignored[key] = SWIN_HEAD
+                continue
+            if original:
+                key = prefix + original_to_timm_key(rest)
+        out[key] = value
+    return out
 
 
 def to_original_state_dict(
@@ -174,6 +206,6 @@ def to_original_state_dict(
 __all__ = [
     "SwinEncoder", "check_swin_img_size", "valid_swin_img_size", "enable_fused_attn",
     "is_original_layout", "original_to_timm_key", "timm_to_original_key", "is_computed_buffer",
-    "original_buffers", "to_original_state_dict",
-    "COMPUTED_BUFFERS",
+    "original_buffers", "to_original_state_dict", "checkpoint_filter",
+    "COMPUTED_BUFFERS", "SWIN_HEAD",
 ]

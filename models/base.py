@@ -83,6 +83,25 @@ class SensorModel(nn.Module):
             out[sensor] = x
         return out
 
+    # ---- checkpoint loading ------------------------------------------------------------------
+    def checkpoint_filter(self, state_dict: Mapping[str, torch.Tensor], prefix: str = "",
+                          ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+        """Map a checkpoint's keys onto this model's (``models.checkpoint`` then runs the filter of
+        every sub-module that has one, e.g. the encoders'): drop the branch of each sensor the model
+        does not use (``branch_prefixes``), reporting the keys in ``ignored`` (key -> reason)."""
+        dropped = {prefix + p: f"{sensor.upper()} branch, not in this model ({sensor}_input_channels=0)"
+                   for sensor, prefixes in self.branch_prefixes.items() if sensor not in self.in_chans
+                   for p in prefixes}
+        out: Dict[str, torch.Tensor] = {}
+        for key, value in state_dict.items():
+            reason = next((r for p, r in dropped.items() if key.startswith(p)), None)
+            if reason:
+                if ignored is not None:
+                    ignored[key] = reason
+                continue
+            out[key] = value
+        return out
+
     # ---- backbone / head split ------------------------------------------------------------
     def backbone_modules(self) -> List[Tuple[str, nn.Module]]:
         return [(n, getattr(self, n)) for n in self.backbone_names if getattr(self, n, None) is not None]

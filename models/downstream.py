@@ -7,7 +7,7 @@ and shrinks the head. Heads are ``fc`` (classifiers) or ``decoder1/2`` + ``up`` 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -16,6 +16,7 @@ from .base import SENSORS, SensorModel, concat_sensors, resolve_sensors
 from .resnet import ResNet
 from .swin import SwinEncoder
 from .swin_unet import FinalPatchExpand_X4, SwinUNetDecoder
+from .swin_unet import checkpoint_filter as swin_unet_checkpoint_filter
 
 _BRANCH = {"s1": "backbone1", "s2": "backbone2"}
 
@@ -151,6 +152,13 @@ class DoubleSwinTransformerSegmentation(_DualEncoders):
         width = sum(getattr(self, _BRANCH[s].replace("backbone", "decoder")).num_features for s in self.in_chans)
         self.up = FinalPatchExpand_X4(width)
         self.output = nn.Conv2d(width, num_classes, kernel_size=1, bias=False)
+
+    def checkpoint_filter(self, state_dict: Mapping[str, torch.Tensor], prefix: str = "",
+                          ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+        """The original's decoder keys mapped onto ours (``swin_unet.checkpoint_filter``), then the
+        dropped sensor's branch removed; the encoders' keys are left to their own filters."""
+        state_dict = swin_unet_checkpoint_filter(state_dict, self.original_head_decoder, prefix, ignored)
+        return super().checkpoint_filter(state_dict, prefix, ignored)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         xs = self.check_inputs(batch)

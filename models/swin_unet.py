@@ -4,11 +4,12 @@ Key names follow the original (``layers_up``, ``concat_back_dim``, ``norm_up``, 
 blocks are timm's ``SwinTransformerBlock`` whose parameter names equal the original's, so an
 original checkpoint loads after dropping the recomputed buffers. The original's encoder copy inside
 each decoder (``decoderN.layers``, ``patch_embed``, ``norm``) is not built: the real encoders are
-the model's backbones.
+the model's backbones; ``checkpoint_filter`` drops it (and maps the original's fused head) on load.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+import re
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -123,3 +124,51 @@ def _init_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# the original DoubleSwinTransformerSegmentation's decoder keys
+
+_DEC_HEAD = re.compile(r"^(decoder\d+)\.(up|output)\.(.*)$")
+_DEC_ENCODER_COPY = re.compile(r"^decoder\d+\.(layers|patch_embed|norm|absolute_pos_embed|head)(\.|$)")
+_DEC_ALIAS = re.compile(r"^decoder\d+\.([^.]+)\.(.*)$")
+_DEC_OWN = ("layers_up", "concat_back_dim", "norm_up", "up", "output")
+
+
+def checkpoint_filter(state_dict: Mapping[str, torch.Tensor], head_decoder: str = "decoder1", prefix: str = "",
+                      ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+    """Map the original segmentation model's decoder keys (``{prefix}decoderN.*``) onto ours.
+
+    The original built ``up`` / ``output`` in every decoder and used those of ``head_decoder``:
+    they become the model's ``up`` / ``output``, the other decoders' are dropped. Each original
+    decoder also held a copy of (or an alias to) an encoder: dropped. Dropped keys are reported in
+    ``ignored`` (key -> reason); other keys pass unchanged.
+    """
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        k, reason = key, None
+        if key.startswith(prefix):
+            k, reason = _decoder_key(key[len(prefix):], head_decoder)
+            k = None if k is None else prefix + k
+        if reason:
+            if ignored is not None:
+                ignored[key] = reason
+            continue
+        out[k] = value
+    return out
+
+
+def _decoder_key(key: str, head_decoder: str):
+    """(new key, None) or (None, why it is dropped)."""
+    m = _DEC_HEAD.match(key)
+    if m:
+        dec, mod, rest = m.groups()
+        if dec == head_decoder:
+            return f"{mod}.{rest}", None
+        return None, f"unused duplicate `{dec}.{mod}` of the original (its forward uses {head_decoder}.{mod})"
+    if _DEC_ENCODER_COPY.match(key):
+        return None, "unused encoder copy inside the original SwinUNet decoder"
+    m = _DEC_ALIAS.match(key)
+    if m and m.group(1) not in _DEC_OWN and m.group(2).split(".")[0] in ("patch_embed", "layers", "norm", "head"):
+        return None, "alias of an encoder inside the original SwinUNet decoder"
+    return key, None

@@ -19,6 +19,15 @@ The computed buffers ``relative_position_index`` / ``attn_mask`` are checked aga
 (``LoadReport.verified_buffers``) and never loaded. Anything else that does not fit raises
 ``CheckpointError`` listing missing / unexpected / mis-shaped keys.
 
+This module is the generic part (reading, checking, reporting, writing). The mapping of each
+family's foreign layout onto ours lives with the family, timm style, as ``checkpoint_filter``
+functions that ``apply_checkpoint_filters`` runs through the model's modules:
+``models.swin`` (original Swin layout, 1000-class head), ``models.resnet`` (projection head),
+``models.swin_unet`` (the original segmentation decoders), ``models.base.SensorModel`` (a dropped
+sensor's branch). After an accepted load the model's ``after_checkpoint_load(state_dict)`` runs
+(``DoubleSwinTransformer`` keeps the published heads there); the published layout is written by
+the pre-training models' ``published_state_dict()`` (``models.pretrain``).
+
 Formats written: ``backbone_checkpoint`` -> ``{"epoch", "arch", "state_dict", "optimizer"}`` with
 ``state_dict`` in the PUBLISHED layout (``to_published_state_dict``), readable by the original code;
 ``downstream_checkpoint`` -> ``{"model_weights", "optim_state", "val_stats", "epochs", "model_name",
@@ -30,7 +39,6 @@ import errno
 import logging
 import os
 import pickle
-import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -40,8 +48,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .resnet import ResNet
-from .swin import SwinEncoder, is_computed_buffer, is_original_layout, original_to_timm_key, to_original_state_dict
+from .swin import is_computed_buffer
 
 _logger = logging.getLogger(__name__)
 
@@ -169,73 +176,35 @@ def extract_state_dict(obj: Mapping[str, Any], source: str = "<dict>") -> Tuple[
 
 
 # ---------------------------------------------------------------------------------------------
-# converting foreign layouts onto ours
+# converting foreign layouts onto ours: each model family's ``checkpoint_filter``
 
-_SWIN_HEAD = "unused 1000-class classifier `head` of the original Swin"
-_PROJ_HEAD = "SimCLR projection head (pre-training only)"
-_RESNET_PROJ = re.compile(r"^(?P<enc>.*)\.fc\.[02]\.(weight|bias)$")
-_DEC_ENCODER_COPY = re.compile(r"^decoder\d+\.(layers|patch_embed|norm|absolute_pos_embed|head)(\.|$)")
-_DEC_OWN = ("layers_up", "concat_back_dim", "norm_up", "up", "output")
-
-
-def _segmentation_key(model: nn.Module, key: str) -> Tuple[Optional[str], Optional[str]]:
-    """Map an original DoubleSwinTransformerSegmentation key: (new key, None) or (None, ignore reason)."""
-    m = re.match(r"^(decoder\d+)\.(up|output)\.(.*)$", key)
-    if m:
-        dec, mod, rest = m.groups()
-        if dec == model.original_head_decoder:
-            return f"{mod}.{rest}", None
-        return None, f"unused duplicate `{dec}.{mod}` of the original (its forward uses " \
-                     f"{model.original_head_decoder}.{mod})"
-    if _DEC_ENCODER_COPY.match(key):
-        return None, "unused encoder copy inside the original SwinUNet decoder"
-    m = re.match(r"^decoder\d+\.([^.]+)\.(.*)$", key)
-    if m and m.group(1) not in _DEC_OWN and m.group(2).split(".")[0] in ("patch_embed", "layers", "norm", "head"):
-        return None, "alias of an encoder inside the original SwinUNet decoder"
-    return key, None
+def apply_checkpoint_filters(model: nn.Module, sd: Mapping[str, torch.Tensor],
+                             ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+    """Run the ``checkpoint_filter(state_dict, prefix, ignored)`` of ``model`` and of each of its
+    sub-modules that has one (parents first), each mapping its own keys (those under its prefix)
+    onto ours and reporting what it drops in ``ignored``. The filters live with the families:
+    ``SensorModel`` (dropped sensor branch), ``DoubleSwinTransformerSegmentation`` (original decoder
+    keys, ``swin_unet``), ``SwinEncoder`` (original Swin layout, ``swin``), ``ResNet`` (projection
+    head, ``resnet``)."""
+    out = dict(sd)
+    for name, module in model.named_modules():
+        fn = getattr(module, "checkpoint_filter", None)
+        if callable(fn):
+            out = fn(out, prefix=name + "." if name else "", ignored=ignored)
+    return out
 
 
 def convert_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str = "<dict>",
                        report: Optional[LoadReport] = None) -> Tuple[Dict[str, torch.Tensor], LoadReport]:
-    """Map a checkpoint state dict onto ``model``'s keys; fill ``report.ignored`` / ``verified_buffers``."""
+    """Map a checkpoint state dict onto ``model``'s keys (``apply_checkpoint_filters``); check the
+    computed buffers against ours; fill ``report.ignored`` / ``verified_buffers``."""
     report = report or LoadReport(source, "state_dict")
-    model_sd = model.state_dict()
     buffers = {n: b for n, b in model.named_buffers() if b is not None}
-    swin_prefixes = [n + "." for n, m in model.named_modules() if isinstance(m, SwinEncoder)]
-    original = {p: is_original_layout(sd, p) for p in swin_prefixes}
-    resnets = {n: m for n, m in model.named_modules() if isinstance(m, ResNet)}
-    dropped: Dict[str, str] = {}
-    in_chans = getattr(model, "in_chans", {})
-    for sensor, prefixes in getattr(model, "branch_prefixes", {}).items():
-        if sensor not in in_chans:
-            for p in prefixes:
-                dropped[p] = f"{sensor.upper()} branch, not in this model ({sensor}_input_channels=0)"
-    heads = getattr(model, "published_heads", None)
     bad_buffers: List[str] = []
     out: Dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        k = key
-        if hasattr(model, "original_head_decoder"):
-            k, reason = _segmentation_key(model, k)
-            if reason:
-                report.ignored[key] = reason
-                continue
-        drop = next((r for p, r in dropped.items() if k.startswith(p)), None)
-        if drop:
-            report.ignored[key] = drop
-            continue
-        p = next((p for p in swin_prefixes if k.startswith(p)), None)
-        if p is not None:
-            rest = k[len(p):]
-            if rest.startswith("head."):
-                report.ignored[key] = _SWIN_HEAD
-                if heads is not None and p[:-1] in heads:
-                    heads[p[:-1]] = dict(heads[p[:-1]] or {}, **{rest[5:]: value})
-                continue
-            if original[p]:
-                k = p + original_to_timm_key(rest)
-        if is_computed_buffer(k):
-            ours = buffers.get(k)
+    for key, value in apply_checkpoint_filters(model, sd, report.ignored).items():
+        if is_computed_buffer(key):  # recomputed by the model (Swin attention): verified, never loaded
+            ours = buffers.get(key)
             if ours is None or ours.shape != value.shape:
                 report.ignored[key] = "computed buffer for another window / image size (recomputed)"
             elif torch.equal(ours.to(value.dtype), value):
@@ -243,14 +212,11 @@ def convert_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], source:
             else:
                 bad_buffers.append(f"{key} (values differ from the recomputed buffer)")
             continue
-        if k not in model_sd:
-            m = _RESNET_PROJ.match(k)
-            if m and m.group("enc") in resnets and isinstance(resnets[m.group("enc")].fc, nn.Identity):
-                report.ignored[key] = _PROJ_HEAD
-                continue
-        out[k] = value
+        out[key] = value
     if bad_buffers:
         raise CheckpointError(f"checkpoint does not fit {type(model).__name__}", source, mismatched=bad_buffers)
+    order = {k: i for i, k in enumerate(sd)}  # report in the checkpoint's key order
+    report.ignored = dict(sorted(report.ignored.items(), key=lambda kv: order.get(kv[0], len(order))))
     return out, report
 
 
@@ -313,6 +279,9 @@ def load_checkpoint(model: nn.Module, checkpoint: CheckpointLike, strict: bool =
         out = {k: v for k, v in out.items() if k in model_sd and v.shape == model_sd[k].shape}
     model.load_state_dict(out, strict=False)
     report.loaded = list(out)
+    hook = getattr(model, "after_checkpoint_load", None)  # accepted: e.g. keep the published Swin heads
+    if callable(hook):
+        hook(sd)
     _logger.info("%s", report.summary())
     return report
 
@@ -321,21 +290,13 @@ def load_checkpoint(model: nn.Module, checkpoint: CheckpointLike, strict: bool =
 # writing
 
 def to_published_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """Pre-training model weights in the layout of the published checkpoints (original code's keys)."""
-    from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
-    if isinstance(model, DoubleResNetSimCLR):
-        return OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
-    if isinstance(model, DoubleSwinTransformer):
-        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        for name in ("backbone1", "backbone2"):
-            head = model.published_heads.get(name)
-            if head is not None and set(head) != {"weight", "bias"}:
-                head = None
-            part = to_original_state_dict(getattr(model, name), head=head, prefix=name + ".")
-            out.update((k, v.detach().clone()) for k, v in part.items())
-        return out
-    raise TypeError(f"the published layout exists for DoubleResNetSimCLR / DoubleSwinTransformer, "
-                    f"not {type(model).__name__}")
+    """Pre-training model weights in the layout of the published checkpoints (original code's keys):
+    the model's ``published_state_dict()`` (``models.pretrain``)."""
+    fn = getattr(model, "published_state_dict", None)
+    if not callable(fn):
+        raise TypeError(f"the published layout exists for DoubleResNetSimCLR / DoubleSwinTransformer, "
+                        f"not {type(model).__name__}")
+    return fn()
 
 
 def from_published_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
@@ -416,7 +377,8 @@ def _disk_full(folder: str, slack: int = 1 << 20) -> bool:
 
 
 __all__ = [
-    "CheckpointError", "LoadReport", "read_checkpoint", "extract_state_dict", "convert_state_dict",
+    "CheckpointError", "LoadReport", "read_checkpoint", "extract_state_dict", "apply_checkpoint_filters",
+    "convert_state_dict",
     "load_checkpoint", "to_published_state_dict", "from_published_state_dict", "load_published_state_dict",
     "load_downstream_checkpoint", "backbone_checkpoint", "downstream_checkpoint", "save_checkpoint",
 ]

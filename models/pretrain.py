@@ -1,13 +1,20 @@
-"""Self-supervised pre-training models: two encoders, S1 (``backbone1``) and S2 (``backbone2``)."""
+"""Self-supervised pre-training models: two encoders, S1 (``backbone1``) and S2 (``backbone2``).
+
+Their checkpoints are written in the layout of the published ``resnet18.pth`` / ``resnet50.pth`` /
+``swin_t.pth`` (``published_state_dict()``), readable by the original code, and read back by
+``load_published_state_dict()``.
+"""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Mapping, Optional
 
 import torch
 
 from .base import SensorModel, resolve_sensors
+from .checkpoint import LoadReport, from_published_state_dict
 from .resnet import ResNet
-from .swin import SwinEncoder
+from .swin import SwinEncoder, to_original_state_dict
 
 
 class _DualPretrain(SensorModel):
@@ -23,6 +30,15 @@ class _DualPretrain(SensorModel):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         xs = self.check_inputs(batch)
         return {"s1": self.backbone1(xs["s1"]), "s2": self.backbone2(xs["s2"])}
+
+    def published_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        """The weights in the layout of the published checkpoints (the original code's keys), detached copies."""
+        raise NotImplementedError
+
+    def load_published_state_dict(self, state_dict: Mapping[str, torch.Tensor],
+                                  source: str = "<dict>") -> LoadReport:
+        """Inverse of ``published_state_dict``: load a published-layout state dict (strict)."""
+        return from_published_state_dict(self, state_dict, source)
 
 
 class DoubleResNetSimCLR(_DualPretrain):
@@ -42,6 +58,10 @@ class DoubleResNetSimCLR(_DualPretrain):
     def arch(self) -> str:
         return self.base_model
 
+    def published_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        """Our keys are the published ones (torchvision's, projection heads ``fc.0`` / ``fc.2``)."""
+        return OrderedDict((k, v.detach().clone()) for k, v in self.state_dict().items())
+
 
 class DoubleSwinTransformer(_DualPretrain):
     """Two Swin-T encoders; outputs the pooled 768-d features (no projection head, as the original)."""
@@ -60,3 +80,24 @@ class DoubleSwinTransformer(_DualPretrain):
     @property
     def arch(self) -> str:
         return "swin_t"
+
+    def after_checkpoint_load(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Keep the checkpoint's ``backboneN.head.*`` (ignored by the load) as ``published_heads``;
+        ``models.checkpoint`` calls this only once the load has been accepted."""
+        for name in self.published_heads:
+            p = name + ".head."
+            head = {k[len(p):]: v for k, v in state_dict.items() if k.startswith(p)}
+            if head:
+                self.published_heads[name] = dict(self.published_heads[name] or {}, **head)
+
+    def published_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        """Both encoders in the original Swin layout and key order, buffers and 1000-class heads
+        included (the heads of the loaded checkpoint if any, zeros otherwise)."""
+        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        for name in self.backbone_names:
+            head = self.published_heads.get(name)
+            if head is not None and set(head) != {"weight", "bias"}:
+                head = None
+            part = to_original_state_dict(getattr(self, name), head=head, prefix=name + ".")
+            out.update((k, v.detach().clone()) for k, v in part.items())
+        return out

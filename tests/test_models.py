@@ -438,6 +438,27 @@ def test_published_layout_round_trip(man, name, opts, tmp_path, built):
     assert again.load_report.ignored.keys() <= {k for k in published if ".head." in k}
 
 
+@pytest.mark.parametrize("break_it", ["missing", "unexpected"])
+def test_rejected_load_leaves_published_heads_unchanged(break_it, built):
+    """The 1000-class heads of a published Swin checkpoint are kept only once the load is accepted."""
+    model = built("DoubleSwinTransformer")
+    before = {n: None if h is None else {k: v.clone() for k, v in h.items()} for n, h in model.published_heads.items()}
+    sd = with_buffers(filled("swin_t"), "swin_t")
+    sd = {k: torch.full_like(v, 7.0) if ".head." in k else v for k, v in sd.items()}
+    if break_it == "missing":
+        del sd["backbone2.norm.weight"]
+    else:
+        sd["backbone1.extra.weight"] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match=break_it):
+        load_checkpoint(model, {"state_dict": sd})
+    assert model.published_heads.keys() == before.keys()
+    for name, head in model.published_heads.items():
+        if before[name] is None:
+            assert head is None
+        else:
+            assert head.keys() == before[name].keys() and all(torch.equal(head[k], before[name][k]) for k in head)
+
+
 def test_downstream_checkpoint_round_trip(tmp_path):
     model = create_model("DoubleSwinTransformerDownstream", num_classes=5, s1_input_channels=0).eval()
     path = tmp_path / "downstream.pth"

@@ -183,11 +183,12 @@ def load_checkpoint(path):
 def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=None):
     """Build the model recorded in (or named for) a downstream checkpoint and load its weights.
 
-    ``models.create_model(name, num_classes, checkpoint=ckpt, **options)`` does the loading, so
-    checkpoints of the original implementation (``--model`` needed) load as in training.
+    As ``models.load_model``: ``models.model_args_from_checkpoint`` resolves the name, class count
+    and options, ``models.create_model(name, num_classes, checkpoint=ckpt, **options)`` builds and
+    loads, so checkpoints of the original implementation (``--model`` needed) load as in training.
     Returns ``(model, name, options)``.
     """
-    from models import create_model
+    import models
 
     if not isinstance(ckpt, dict):
         raise SystemExit(f"error: {path}: not a checkpoint dictionary")
@@ -195,23 +196,17 @@ def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=Non
         raise SystemExit(f"error: {path} has no 'model_weights': predict.py needs a fine-tuned downstream "
                          "checkpoint (a pre-training backbone such as swin_t.pth has no classifier/decoder)")
     recorded_name = ckpt.get("model_name")
-    name = model_name or recorded_name
-    if not name:
+    if not (model_name or recorded_name):
         raise SystemExit(f"error: {path} does not record the model; pass --model NAME "
                          "(e.g. DoubleSwinTransformerSegmentation)")
-    options = {}
-    if model_name is None or model_name == recorded_name:
-        options = dict(ckpt.get("model_options") or {})
-    elif recorded_name is not None:
+    if model_name is not None and recorded_name is not None and model_name != recorded_name:
         print(f"warning: --model {model_name} differs from the checkpoint's model_name {recorded_name}; "
               "its model_options are not used", file=sys.stderr)
-    options.update(extra_options or {})
-    recorded_classes = options.pop("num_classes", None)
-    num_classes = int(num_classes if num_classes is not None else
-                      (recorded_classes if recorded_classes is not None else 8))
+    name, num_classes, options = models.model_args_from_checkpoint(ckpt, model_name, num_classes,
+                                                                   **(extra_options or {}))
     options["freeze_backbone"] = False  # irrelevant for inference
     try:
-        model = create_model(name, num_classes=num_classes, checkpoint=ckpt, **options)
+        model = models.create_model(name, num_classes=num_classes, checkpoint=ckpt, **options)
     except Exception as exc:  # unknown name/option, or weights that do not fit (CheckpointError)
         raise SystemExit(f"error: cannot build {name} (num_classes={num_classes}, options {options}) "
                          f"from {path}: {exc}")

@@ -12,14 +12,16 @@ from .downstream import (
     DoubleResNetSimCLRDownstream, DoubleSwinTransformerDownstream, DoubleSwinTransformerSegmentation,
     DualBaseline, DualSwinBaseline, ResNetBaseline, SwinBaseline,
 )
-from .factory import COMMON_OPTIONS, create_model, list_models, load_model, register_model
+from .factory import (
+    COMMON_OPTIONS, create_model, list_models, load_model, model_args_from_checkpoint, register_model,
+)
 from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
 from .resnet import ResNet
 from .swin import SwinEncoder, check_swin_img_size
 from .swin_unet import SwinUNetDecoder
 
 __all__ = [
-    "create_model", "list_models", "load_model", "register_model", "COMMON_OPTIONS",
+    "create_model", "list_models", "load_model", "model_args_from_checkpoint", "register_model", "COMMON_OPTIONS",
     "CheckpointError", "InputShapeError", "LoadReport", "load_checkpoint", "read_checkpoint", "save_checkpoint",
     "backbone_checkpoint", "downstream_checkpoint", "to_published_state_dict", "from_published_state_dict",
     "load_published_state_dict", "load_downstream_checkpoint",

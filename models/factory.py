@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
@@ -142,12 +142,31 @@ def create_model(name: str, num_classes: int = 8, checkpoint: Optional[Checkpoin
     return model
 
 
+def model_args_from_checkpoint(obj: Mapping[str, Any], model_name: Optional[str] = None,
+                               num_classes: Optional[int] = None, **overrides: Any) -> Tuple[str, int, Dict[str, Any]]:
+    """``(name, num_classes, options)`` that rebuild the model of a downstream checkpoint dict.
+
+    ``name``: ``model_name``, else the recorded ``model_name`` (ValueError if neither);
+    ``options``: the recorded ``model_options`` (only when ``name`` is the recorded model), then
+    ``overrides``; ``num_classes``: the argument, else ``overrides`` / recorded, else 8.
+    """
+    recorded = obj.get("model_name")
+    name = model_name or recorded
+    if not name:
+        raise ValueError("the checkpoint records no 'model_name'")
+    options = dict(obj.get("model_options") or {}) if name == recorded else {}
+    options.update(overrides)
+    recorded_classes = options.pop("num_classes", None)
+    if num_classes is None:
+        num_classes = recorded_classes if recorded_classes is not None else 8
+    return name, int(num_classes), options
+
+
 def load_model(checkpoint: CheckpointLike, **overrides: Any) -> nn.Module:
     """Rebuild and load a model from a downstream checkpoint written by this project."""
     obj, source = read_checkpoint(checkpoint)
     if "model_name" not in obj:
         raise ValueError(f"{source} has no 'model_name' (not written by this project); build the model with "
                          f"create_model(name, checkpoint=...) instead")
-    opts = {**dict(obj.get("model_options") or {}), **overrides}
-    num_classes = opts.pop("num_classes", 8)
-    return create_model(obj["model_name"], num_classes=num_classes, checkpoint=obj, **opts)
+    name, num_classes, opts = model_args_from_checkpoint(obj, **overrides)
+    return create_model(name, num_classes=num_classes, checkpoint=obj, **opts)

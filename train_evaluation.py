@@ -29,6 +29,7 @@ from training import engine, runlog, tasks
 from training.data import downstream_sets, loaders
 from training.downstream import BASELINES, apply_plan, plan_training
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
+from training import features
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
 
 LAST_CHECKPOINT = "checkpoint_last.pth"
@@ -112,6 +113,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                  "--simclr_dataset", "--create_validation_set", "--transforms", "--embedding_size",
                  "--out_dim"):
         c.add_argument(flag, action=IgnoredFlag, note="no effect in the paper's settings")
+    features.add_arguments(p)
     p.set_defaults(ignored_flags={})
     cli.constrain(p, n_classes=cli.positive_int, epochs=cli.positive_int, learning_rate=cli.positive_float,
                   classifier_lr=cli.positive_float, weight_decay=cli.non_negative_float,
@@ -143,7 +145,9 @@ def main(args, hooks=None) -> dict:
     engine.set_seed(args.seed)
     args.output_dir = Path(args.output_dir or Path("runs") / setting_name(args))
     preflight.check_downstream(args)  # flags, data, run folder, resume: before anything is written
+    features.check_supported(args)
     train_set, val_set = downstream_sets(args)   # bad paths fail here, before the model
+    train_set = features.prepare_train_set(train_set, args)  # --fixed_crops / --cache_features
     train_loader, val_loader = loaders(args, train_set, val_set)
 
     from models import create_model
@@ -207,13 +211,16 @@ def main(args, hooks=None) -> dict:
             if task.kind == "segmentation" and args.example_maps > 0 else None)
     start = time.perf_counter()
     try:
-        history = engine.fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
+        fit = features.fit_cached if args.cache_features else engine.fit
+        extra = dict(seed=args.seed) if args.cache_features else dict(
+            hooks=hooks, log_every=args.log_every, skip_nan_batches=args.reproduce_original,
+            collect_last=maps)   # cached runs are classifiers: no example maps
+        history = fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
                    output_dir=args.output_dir, make_checkpoint=make_checkpoint,
                    last_name=LAST_CHECKPOINT, start_epoch=start_epoch, global_step=global_step,
                    val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
-                   amp=args.amp, logger=logger, epoch_scheduler=scheduler, hooks=hooks,
-                   channels_last=args.channels_last, log_every=args.log_every,
-                   skip_nan_batches=args.reproduce_original, collect_last=maps)
+                   amp=args.amp, logger=logger, epoch_scheduler=scheduler,
+                   channels_last=args.channels_last, **extra)
         final = history[-1].get("val") if history else None  # the last epoch always validates
         results = final_evaluation(args, model, val_loader, task, device, logger, config,
                                    time.perf_counter() - start, scores=final, maps=maps)

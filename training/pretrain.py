@@ -62,6 +62,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
                   image_px_size=cli.positive_int, batch_size=cli.positive_int, workers=cli.non_negative_int,
                   save_every=cli.positive_int, keep_every=cli.non_negative_int, val_every=cli.positive_int,
                   log_every=cli.positive_int)
+    from training import monitor
+    monitor.add_arguments(parser)
 
 
 def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
@@ -109,7 +111,13 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
 
     logger = runlog.Logger(output_dir)
     task = tasks.ContrastiveTask(temperature)
+    from training import monitor
+    watch = monitor.from_args(args, device, logger)   # --monitor_every N: k-NN, probe, retrieval
     try:
+        if watch is not None:
+            if start_epoch == 0:
+                watch.run(model, 0)   # the reference line: random init
+            hooks = watch.hooks(model, hooks, steps_per_epoch=len(train_loader), epochs=args.epochs)
         if du.is_main_process():
             n = len(train_loader.dataset)
             print(f"pre-training {arch} on {n} samples for epochs {start_epoch + 1}..{args.epochs} "

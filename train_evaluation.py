@@ -98,6 +98,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="evaluate after epoch indices 0, N, 2N, ... and the last")
     r.add_argument("--save_every", type=int, default=2)
     r.add_argument("--log_every", type=int, default=10)
+    add_bool_flag(r, "--save_optimizer", default=True,
+                  help="keep the optimiser state in checkpoints (the original's layout); "
+                       "--no-save_optimizer writes lean checkpoints")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     add_bool_flag(r, "--channels_last", default=False)
@@ -186,7 +189,8 @@ def main(args, hooks=None) -> dict:
     resume = engine.resolve_resume(args.resume, args.output_dir, LAST_CHECKPOINT)
     if resume is not None:
         ckpt = load_downstream_checkpoint(model, resume)
-        optimizer.load_state_dict(ckpt["optim_state"])
+        if ckpt.get("optim_state"):
+            optimizer.load_state_dict(ckpt["optim_state"])
         scheduler.load_state_dict(ckpt["scheduler"])
         engine.set_rng_state(ckpt["rng"])
         start_epoch, global_step = int(ckpt["epochs"]), int(ckpt.get("global_step", 0))
@@ -197,8 +201,9 @@ def main(args, hooks=None) -> dict:
     train_model = engine.wrap_ddp(train_model, device)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
-        return downstream_checkpoint(model, optimizer=optimizer, val_stats=val_stats,
-                                     epochs=epochs_done, **engine.resume_state(scheduler, None, config))
+        return downstream_checkpoint(model, optimizer=optimizer if args.save_optimizer else None,
+                                     val_stats=val_stats, epochs=epochs_done,
+                                     **engine.resume_state(scheduler, None, config))
 
     logger = runlog.Logger(args.output_dir)
     if du.is_main_process():

@@ -131,15 +131,21 @@ class Monitor:
 
     def __init__(self, root, *, image_px_size: int, device, batch_size: int = 64, workers: int = 0,
                  every: int = 1, logger=None, k: int = 20, clip_sample_values: bool = True,
-                 train_mode: str = "validation", test_mode: str = "test", max_iter: int = 200):
-        from data import DFCDataset
-
+                 train_mode: str = "validation", test_mode: str = "test", max_iter: int = 200,
+                 sets: dict | None = None, input_size: int | None = None):
+        """``root``: a DFC2020 folder, or None with ``sets={"train": ds, "test": ds}`` (any
+        datasets of sample dicts); ``input_size``: resize the crops to this size first."""
         self.root, self.every, self.logger, self.k = root, int(every), logger, k
         self.device = torch.device(device)
         self.batch_size, self.workers, self.max_iter = batch_size, workers, max_iter
-        self.sets = {split: DFCDataset(root, mode=mode, image_px_size=image_px_size,
-                                       random_crop=False, clip_sample_values=clip_sample_values)
-                     for split, mode in (("train", train_mode), ("test", test_mode))}
+        self.input_size = input_size
+        if sets is None:
+            from data import DFCDataset
+            sets = {split: DFCDataset(root, mode=mode, image_px_size=image_px_size,
+                                      random_crop=False, clip_sample_values=clip_sample_values)
+                    for split, mode in (("train", train_mode), ("test", test_mode))}
+        self.sets = sets
+        self.correct: dict = {}   # per test item, of the last evaluation: {"probe_fused": bool array}
         self.labels = {s: None for s in self.sets}
         self._cache: dict = {}
         per_item = 15 * image_px_size ** 2 * 4
@@ -163,12 +169,21 @@ class Monitor:
         if self.cached:
             self._cache[split] = keep
 
+    def _inputs(self, split: str) -> Iterator[dict]:
+        """``{"s1", "s2"}`` on the device, resized to ``input_size`` if set."""
+        for batch in self._batches(split):
+            x = {k: batch[k].to(self.device) for k in ("s1", "s2")}
+            if self.input_size and x["s1"].shape[-1] != self.input_size:
+                x = {k: F.interpolate(v.float(), size=self.input_size, mode="bilinear",
+                                      align_corners=False) for k, v in x.items()}
+            yield x
+
     @torch.no_grad()
     def features(self, model: nn.Module, split: str) -> dict:
         """``{"s1", "s2"}`` pooled encoder features and ``{"z1", "z2"}`` model outputs (CPU)."""
         out = {"s1": [], "s2": [], "z1": [], "z2": []}
-        for batch in self._batches(split):
-            x1, x2 = batch["s1"].to(self.device), batch["s2"].to(self.device)
+        for batch in self._inputs(split):
+            x1, x2 = batch["s1"], batch["s2"]
             for key, enc, x in (("s1", model.backbone1, x1), ("s2", model.backbone2, x2)):
                 pooled = enc.forward_pooled(x)
                 out[key].append(pooled.float().cpu())
@@ -183,7 +198,7 @@ class Monitor:
         was_training = model.training
         net = model
         if reestimate_bn and has_batchnorm(model):
-            net = reestimate_batchnorm(model, self._batches("train"), self.device)
+            net = reestimate_batchnorm(model, self._inputs("train"), self.device)
         net.eval()
         try:
             feats = {split: self.features(net, split) for split in self.sets}
@@ -201,8 +216,11 @@ class Monitor:
             tr, te = tr[keep_tr], te[keep_te]
             knn = knn_predict(tr, ytr[keep_tr], te, k=self.k)
             probe = linear_probe_predict(tr, ytr[keep_tr], te, max_iter=self.max_iter)
-            values[f"knn_{name}"] = float((knn == yte[keep_te]).float().mean())
-            values[f"probe_{name}"] = float((probe == yte[keep_te]).float().mean())
+            self.correct[f"knn_{name}"] = (knn == yte[keep_te]).numpy()
+            self.correct[f"probe_{name}"] = (probe == yte[keep_te]).numpy()
+            values[f"knn_{name}"] = float(self.correct[f"knn_{name}"].mean())
+            values[f"probe_{name}"] = float(self.correct[f"probe_{name}"].mean())
+        self.correct["labels"] = yte[keep_te].numpy()
         r = retrieval_accuracy(feats["test"]["z1"], feats["test"]["z2"])
         n = len(yte)
         values.update(retrieval_top1=r["top1"], retrieval_top5=r["top5"],

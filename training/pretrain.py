@@ -62,6 +62,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
                   image_px_size=cli.positive_int, batch_size=cli.positive_int, workers=cli.non_negative_int,
                   save_every=cli.positive_int, keep_every=cli.non_negative_int, val_every=cli.positive_int,
                   log_every=cli.positive_int)
+    cli.add_bool_flag(r, "--save_optimizer", default=True,
+                      help="keep the optimiser state in checkpoints (the published layout); "
+                           "--no-save_optimizer writes lean checkpoints (a resume restarts Adam's moments)")
     from training import monitor
     monitor.add_arguments(parser)
 
@@ -87,7 +90,10 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     if resume is not None:
         ckpt, _ = read_checkpoint(resume)  # weights_only; kind and config checked by training.preflight
         from_published_state_dict(model, ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+        elif du.is_main_process():
+            print(f"note: {resume} is a lean checkpoint (no optimiser state): Adam restarts")
         schedule = step_scheduler or epoch_scheduler
         if schedule is not None and ckpt.get("scheduler"):
             schedule.load_state_dict(ckpt["scheduler"])
@@ -105,7 +111,8 @@ def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     train_model = engine.wrap_ddp(train_model, device)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
-        return backbone_checkpoint(model, epochs_done, optimizer, val_stats=val_stats,
+        lean = not getattr(args, "save_optimizer", True)   # --no-save_optimizer: no Adam state
+        return backbone_checkpoint(model, epochs_done, None if lean else optimizer, val_stats=val_stats,
                                    **engine.resume_state(step_scheduler or epoch_scheduler, scaler,
                                                          config if config is not None else vars(args)))
 

@@ -27,6 +27,8 @@ demo: venv  ## generate sample data and run the main job on it
 	$(PY) demo/run_demo.py --data $(SAMPLE) --out $(RUNS)
 
 demo-all: demo  ## every downstream_eval_scripts/ setting as a 1-epoch smoke run on the sample data
+	test -f $(RUNS)/resnet50_backbone/checkpoint_last.pth || $(PY) train_resnet_backbone.py --arch resnet50 \
+		--train_dir $(SAMPLE) --epochs 1 --batch_size 8 --workers 0 --no-save_optimizer --output_dir $(RUNS)/resnet50_backbone
 	DFC_ROOT=$(SAMPLE) SWIN_CHECKPOINT=$(RUNS)/swin_backbone/checkpoint_last.pth \
 	RESNET50_CHECKPOINT=$(RUNS)/resnet50_backbone/checkpoint_last.pth \
 	OUTPUT_ROOT=runs/demo-all EPOCHS=1 BATCH_SIZE=8 PYTHON=$(PY) downstream_eval_scripts/run_all.sh

@@ -1,41 +1,35 @@
-"""demo/run_demo.py: the SSL-vs-random comparison line printed at the end of ``make demo``."""
+"""demo/evidence.py: the three evidence blocks printed by ``make demo`` (formatting and verdicts)."""
 import importlib.util
-import json
 from pathlib import Path
 
-import pytest
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def run_demo():
-    spec = importlib.util.spec_from_file_location("run_demo", REPO / "demo" / "run_demo.py")
+def _evidence():
+    spec = importlib.util.spec_from_file_location("evidence", REPO / "demo" / "evidence.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _run(folder: Path, correct: int, total: int) -> Path:
-    """A results.json of a 2-class run with ``correct`` of ``total`` test patches right."""
-    folder.mkdir()
-    cm = [[correct, total - correct], [0, 0]]
-    (folder / "results.json").write_text(json.dumps({"scores": {
-        "overall_accuracy": correct / total, "average_accuracy": correct / total,
-        "confusion_matrix": cm, "support": [total, 0]}}))
-    return folder
+def test_report_prints_every_accuracy_with_its_ci_and_the_plain_verdict():
+    from utils import stats
 
-
-@pytest.mark.parametrize("ssl,random,n,verdict", [
-    (9, 7, 16, "within the noise of the test split"),     # 2 of 16 patches: noise
-    (450, 300, 500, "self-supervised better"),
-    (300, 450, 500, "random init better"),
-])
-def test_linear_eval_comparison_names_the_better_backbone_only_beyond_noise(
-        run_demo, tmp_path, ssl, random, n, verdict):
-    line = run_demo.linear_eval_comparison("swin", _run(tmp_path / "ssl", ssl, n),
-                                           _run(tmp_path / "rnd", random, n))
-    assert line.endswith(f"{verdict})")
-    assert f"({n} test patches" in line
-    assert f"self-supervised OA {100 * ssl / n:5.1f} %" in line
-    assert f"random init OA {100 * random / n:5.1f} %" in line
+    sup = {"n_train": 800, "n_test": 500, "epochs": 6, "size": 64, "oa": 0.6, "oa_ci": (0.55, 0.64),
+           "aa": 0.5, "aa_ci": (0.45, 0.55), "chance_aa": 0.125}
+    row = {"retrieval_top1": 0.002, "retrieval_top5": 0.01, "retrieval_chance_top1": 0.002,
+           "knn_fused": 0.4, "probe_fused": 0.5, "probe_s1": 0.3, "probe_s2": 0.45, "n_test": 500}
+    end = dict(row, retrieval_top1=0.05, probe_fused=0.4, loss=4.0)
+    a = np.array([1] * 200 + [0] * 300, bool)
+    b = np.array([1] * 250 + [0] * 250, bool)
+    d = stats.paired_bootstrap_diff(a, b)
+    d.update(verdict=stats.verdict(d, "pre-trained", "random init"), mcnemar_p=0.01)
+    pre = {"history": [row, end], "steps": 200, "batch_size": 64, "train_seconds": 180.0,
+           "end_vs_random": {k: d for k in ("probe_fused", "probe_s1", "probe_s2", "knn_fused")}}
+    text = _evidence().report(sup, pre)
+    assert "AA  50.0 % [45.0, 55.0]" in text and "AA / chance = 4.0x" in text
+    assert "random init better than pre-trained (95 % CI excludes 0)" in text
+    assert "step 0   0.2 %" in text and "end   5.0 %" in text
+    assert text.count("[") >= 12   # a CI beside every accuracy

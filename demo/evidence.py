@@ -140,8 +140,8 @@ def run(out: Path, *, quick: bool = False, budget_s: float = 180.0) -> str:
         pre = pretraining(out, pool=32, n_train=16, n_test=16, size=32, budget_s=1.0, points=1,
                           batch_size=8)
     else:
-        sup = supervised(out / "supervised", n_train=800, n_test=500, size=64, epochs=6)
-        pre = pretraining(out, pool=1500, n_train=400, n_test=500, size=64, budget_s=budget_s,
+        sup = supervised(out / "supervised", n_train=600, n_test=500, size=64, epochs=4)
+        pre = pretraining(out, pool=1200, n_train=400, n_test=500, size=64, budget_s=budget_s,
                           points=3)
     text = report(sup, pre)
     (out / "evidence.json").write_text(json.dumps({"supervised": sup, "pretraining": pre,

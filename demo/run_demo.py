@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="sample_data", help="sample dataset root (made if missing)")
     p.add_argument("--out", default="runs/demo", help="folder for every run of the demo")
-    p.add_argument("--ssl_budget_s", type=float, default=180.0,
+    p.add_argument("--ssl_budget_s", type=float, default=150.0,
                    help="seconds of InfoNCE pre-training in the evidence block")
     p.add_argument("--skip_smoke", action="store_true", help="only the evidence block")
     p.add_argument("--skip_evidence", action="store_true", help="only the smoke run")

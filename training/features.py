@@ -118,7 +118,8 @@ def check_supported(args) -> None:
 @torch.no_grad()
 def extract_features(model, loader, target: str, device, *, amp: str = "none",
                      channels_last: bool = False, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features, targets)`` of every item of ``loader`` in its order (backbone in eval mode)."""
+    """``(features, targets)`` of every item of ``loader`` in its order: the fused pooled
+    features the head sees (``forward_head(..., pre_logits=True)``), backbone in eval mode."""
     model.eval()
     feats, ys = [], []
     for batch in tqdm(loader, desc=desc, disable=not du.is_main_process(), dynamic_ncols=True,
@@ -126,7 +127,7 @@ def extract_features(model, loader, target: str, device, *, amp: str = "none",
         y = batch[target]
         batch = engine.to_device(batch, device, channels_last)
         with engine.autocast(device, amp):
-            f = model.forward_features(batch)
+            f = model.forward_head(model.forward_features(batch), pre_logits=True)
         feats.append(f.float())
         ys.append(y.to(device))
     return torch.cat(feats), torch.cat(ys)

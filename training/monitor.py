@@ -185,7 +185,7 @@ class Monitor:
         for batch in self._inputs(split):
             x1, x2 = batch["s1"], batch["s2"]
             for key, enc, x in (("s1", model.backbone1, x1), ("s2", model.backbone2, x2)):
-                pooled = enc.forward_pooled(x)
+                pooled = enc.forward_head(enc.forward_features(x), pre_logits=True)
                 out[key].append(pooled.float().cpu())
                 fc = getattr(enc, "fc", None)     # ResNet: the projection MLP; Swin: none
                 z = fc(pooled) if isinstance(fc, nn.Sequential) else pooled

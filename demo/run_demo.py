@@ -47,7 +47,7 @@ def disk_mb(*paths: Path) -> float:
     return total / 1e6
 
 
-def evidence_block(out: Path, budget_s: float, quick: bool) -> None:
+def evidence_block(out: Path, budget_s: float, quick: bool, seed: int = 0) -> None:
     sys.path.insert(0, str(REPO / "demo"))
     import evidence
 
@@ -58,7 +58,7 @@ def evidence_block(out: Path, budget_s: float, quick: bool) -> None:
         print("(finished earlier)")
         text = text_file.read_text()
     else:
-        text = evidence.run(out, quick=quick, budget_s=budget_s)
+        text = evidence.run(out, quick=quick, budget_s=budget_s, seed=seed)
     print(text)
     print(f"monitor curves: {out / 'monitor.png'}")
 
@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/demo", help="folder for every run of the demo")
     p.add_argument("--ssl_budget_s", type=float, default=150.0,
                    help="seconds of InfoNCE pre-training in the evidence block")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evidence block's data and runs")
     p.add_argument("--skip_smoke", action="store_true", help="only the evidence block")
     p.add_argument("--skip_evidence", action="store_true", help="only the smoke run")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a test of the demo itself)")
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not args.skip_evidence:
-        evidence_block(out / "evidence", args.ssl_budget_s, args.quick)
+        evidence_block(out / "evidence", args.ssl_budget_s, args.quick, args.seed)
     if not args.skip_smoke:
         if not (data / "validation_observations.csv").exists():
             run(["-m", "data.sample", "--root", str(data)])

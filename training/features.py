@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from models.checkpoint import save_checkpoint
 from training import distributed as du
 from training import engine
 from training.cli import add_bool_flag
@@ -253,7 +254,7 @@ def fit_cached(model, train_loader, task, optimizer, device, *, epochs: int, out
             if (epoch + 1) % save_every == 0 or last:
                 ckpt = make_checkpoint(epoch + 1, val_stats)
                 ckpt["global_step"] = global_step
-                engine.atomic_save(ckpt, output_dir / last_name)
+                save_checkpoint(ckpt, output_dir / last_name)
         history.append(record)
     if timings is not None:
         timings.update(extract_s=extract_s, head_s=time.perf_counter() - t1)

@@ -103,6 +103,12 @@ def _latent_map(rng: np.random.Generator, dominant: int) -> np.ndarray:
     classes = np.concatenate([[dominant], chosen])
     fields = _smooth_field(rng, len(classes), int(rng.integers(4, 8)))
     fields += 0.35 * _smooth_field(rng, len(classes), int(rng.integers(10, 16)))
+    return dominated_latent(classes, fields)
+
+
+def dominated_latent(classes: np.ndarray, fields: np.ndarray) -> np.ndarray:
+    """The class map ``argmax(fields)`` with ``classes[0]`` boosted until it dominates (>= 40 %)."""
+    dominant = classes[0]
     bias = 0.6
     for _ in range(8):
         shifted = fields.copy()

@@ -33,7 +33,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .labels import dfc10_to_dfc8
-from .sample import CLASS_WEIGHTS, DOWNSTREAM_DFC, S1_DB, S2_NATIVE, S2_SPECTRA, _interp_matrix
+from .sample import (CLASS_WEIGHTS, DOWNSTREAM_DFC, S1_DB, S2_NATIVE, S2_SPECTRA, _interp_matrix,
+                     dominated_latent)
 from .transforms import preprocess_s1, preprocess_s2
 
 SPLITS = {"sen12ms": 0, "validation": 1, "test": 2}
@@ -58,16 +59,7 @@ def latent_map(rng, dominant: int, size: int) -> np.ndarray:
     classes = np.concatenate([[dominant], chosen])
     fields = _field(rng, len(classes), _grid(rng.uniform(4, 8), size), size)
     fields += 0.35 * _field(rng, len(classes), _grid(rng.uniform(10, 16), size), size)
-    bias = 0.6
-    for _ in range(8):
-        shifted = fields.copy()
-        shifted[0] += bias
-        latent = classes[np.argmax(shifted, axis=0)].astype(np.uint16)
-        counts = np.bincount(latent.ravel(), minlength=11)
-        if counts.argmax() == dominant and counts[dominant] >= 0.4 * latent.size:
-            break
-        bias += 0.4
-    return latent
+    return dominated_latent(classes, fields)
 
 
 def _native(image: np.ndarray, block: int) -> np.ndarray:

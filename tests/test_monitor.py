@@ -1,5 +1,4 @@
 """The pre-training monitor (training/monitor.py): metrics, BatchNorm re-estimation, the hook."""
-import json
 
 import pytest
 import torch

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]

@@ -337,6 +337,23 @@ def describe(stats: dict, keys: Iterable[str] | None = None) -> str:
     return "  ".join(f"{k}={v:.4g}" for k, v in values.items())
 
 
+def finish_epoch(record: dict, line: str, *, logger: Logger | None, last: bool, save_every: int,
+                 keep_every: int, make_checkpoint: Callable[[int, dict], dict], val_stats: dict,
+                 global_step: int, output_dir: Path, last_name: str) -> None:
+    """Rank 0 at the end of an epoch: print and log its line and record, save when due."""
+    epoch = record["epoch"]
+    tqdm.write(line)
+    if logger:
+        logger.text(line)
+        logger.record(record)
+    if epoch % save_every == 0 or last:
+        ckpt = make_checkpoint(epoch, val_stats)
+        ckpt["global_step"] = global_step
+        save_checkpoint(ckpt, output_dir / last_name)
+        if keep_every and epoch % keep_every == 0:
+            save_checkpoint(ckpt, output_dir / f"checkpoint_{epoch:04d}.pth")
+
+
 def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim.Optimizer,
         device: torch.device, *, epochs: int, output_dir: str | Path,
         make_checkpoint: Callable[[int, dict], dict], last_name: str = "checkpoint_last.pth",
@@ -392,15 +409,9 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
                 line += f"  | val {describe(val_stats)}"
             if result.stats.get("s1_nan_pixels"):
                 line += f"  (repaired {int(result.stats['s1_nan_pixels'])} NaN S1 pixels)"
-            tqdm.write(line)
-            if logger:
-                logger.text(line)
-                logger.record(record)
-            if (epoch + 1) % save_every == 0 or last:
-                ckpt = make_checkpoint(epoch + 1, val_stats)
-                ckpt["global_step"] = global_step
-                save_checkpoint(ckpt, output_dir / last_name)
-                if keep_every and (epoch + 1) % keep_every == 0:
-                    save_checkpoint(ckpt, output_dir / f"checkpoint_{epoch + 1:04d}.pth")
+            finish_epoch(record, line, logger=logger, last=last, save_every=save_every,
+                         keep_every=keep_every, make_checkpoint=make_checkpoint,
+                         val_stats=val_stats, global_step=global_step, output_dir=output_dir,
+                         last_name=last_name)
         history.append(record)
     return history

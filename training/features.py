@@ -25,7 +25,6 @@ from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from models.checkpoint import save_checkpoint
 from training import distributed as du
 from training import engine
 from training.cli import add_bool_flag
@@ -229,32 +228,26 @@ def fit_cached(model, train_loader, task, optimizer, device, *, epochs: int, out
         seconds = time.perf_counter() - start
         train_stats = meter.means()
         train_stats["samples_per_s"] = meter.count / max(seconds, 1e-9)
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         if epoch_scheduler is not None:
             epoch_scheduler.step()
-        record = {"epoch": epoch + 1, "train": train_stats}
+        record = {"epoch": epoch + 1, "train": train_stats, "lr": lrs}
         if logger:
             logger.scalars("train", train_stats, epoch + 1)
-            logger.scalars("lr", {g.get("name", str(i)): g["lr"]
-                                  for i, g in enumerate(optimizer.param_groups)}, epoch + 1)
+            logger.scalars("lr", lrs, epoch + 1)
         last = epoch + 1 == epochs
         if val_f is not None and (epoch % val_every == 0 or last):
             val_stats = evaluate_cached(head, val_f, val_y, task, device, batch_size, amp)
             record["val"] = val_stats
             if logger:
                 logger.scalars("val", headline(val_stats), epoch + 1)
-        record["lr"] = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         if du.is_main_process():
             line = f"epoch {epoch + 1}/{epochs} (cached)  {engine.describe(train_stats)}"
             if "val" in record:
                 line += f"  | val {engine.describe(val_stats)}"
-            tqdm.write(line)
-            if logger:
-                logger.text(line)
-                logger.record(record)
-            if (epoch + 1) % save_every == 0 or last:
-                ckpt = make_checkpoint(epoch + 1, val_stats)
-                ckpt["global_step"] = global_step
-                save_checkpoint(ckpt, output_dir / last_name)
+            engine.finish_epoch(record, line, logger=logger, last=last, save_every=save_every,
+                                keep_every=0, make_checkpoint=make_checkpoint, val_stats=val_stats,
+                                global_step=global_step, output_dir=output_dir, last_name=last_name)
         history.append(record)
     if timings is not None:
         timings.update(extract_s=extract_s, head_s=time.perf_counter() - t1)

@@ -75,13 +75,14 @@ def smoke_block(data: Path, out: Path, quick: bool) -> None:
             + (["--train_used_data_fraction", "0.25"] if quick else []))
     common = ["--train_dir", str(data), "--val_dir", str(data), "--num_workers", "0", "--epochs", "1",
               "--validation_every", "1", "--lr_step_epochs", "2", "--no-save_optimizer",
-              "--model", "DoubleSwinTransformerDownstream", "--checkpoint", str(swin_ckpt)]
+              "--checkpoint", str(swin_ckpt)]
+    classifier = ["--model", "DoubleSwinTransformerDownstream"]
     if quick:
         common += ["--train_used_data_fraction", "0.25", "--val_used_data_fraction", "0.5"]
     runs = {
-        "swin_frozen_cached": ["--no-finetuning", "--cache_features", "--learning_rate", "1e-3",
+        "swin_frozen_cached": [*classifier, "--no-finetuning", "--cache_features", "--learning_rate", "1e-3",
                                "--batch_size", "16"],
-        "swin_finetuned": ["--finetuning", "--learning_rate", "1e-4", "--classifier_lr", "1e-3",
+        "swin_finetuned": [*classifier, "--finetuning", "--learning_rate", "1e-4", "--classifier_lr", "1e-3",
                            "--batch_size", "8"],
         "swin_segmentation_finetuned": ["--model", "DoubleSwinTransformerSegmentation", "--target",
                                         "dfc", "--finetuning", "--learning_rate", "1e-4",

@@ -32,8 +32,9 @@ class _DualPretrain(SensorModel):
         return {"s1": self.backbone1(xs["s1"]), "s2": self.backbone2(xs["s2"])}
 
     def published_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
-        """The weights in the layout of the published checkpoints (the original code's keys), detached copies."""
-        raise NotImplementedError
+        """The weights in the layout of the published checkpoints (the original code's keys), detached
+        copies; each pre-training model family defines its layout."""
+        raise TypeError(f"{type(self).__name__} has no published checkpoint layout")
 
     def load_published_state_dict(self, state_dict: Mapping[str, torch.Tensor],
                                   source: str = "<dict>") -> LoadReport:

@@ -108,8 +108,15 @@ def test_results_table_collects_runs(tmp_path):
         (run / "results.json").write_text(json.dumps(
             {"run_name": f"r{i}", "model": "M", "setting": "s", "task": task, "finetuning": i == 1,
              "checkpoint": "x.pth", "scores": scores}))
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "results.json").write_text(json.dumps(
+        {"run_name": "b", "model": "resnet50", "setting": "resnet50_dfc_label_s1s2_baseline",
+         "task": "single_label", "finetuning": True, "checkpoint": None,
+         "scores": {"average_accuracy": 0.25, "overall_accuracy": 0.5}}))
     table = results_tables(find_results([str(tmp_path)]))
     assert "| r0 | M | frozen (from SSL) | 50.00 | 75.00 |" in table
+    assert "| b | resnet50 | from scratch | 25.00 | 50.00 |" in table
     assert "### Segmentation" in table and "| 40.00 | 60.00 | 30.00 |" in table
 
 

@@ -60,8 +60,11 @@ def results_tables(files: list[Path]) -> str:
                 "| run | model | setting | " + " | ".join(titles) + " |",
                 "|---|---|---|" + "---|" * len(titles)]
         for r in sorted(rows, key=lambda r: (r["model"], r["setting"])):
-            setting = ("fine-tuned" if r.get("finetuning") else "frozen") + \
-                      (" (from SSL)" if r.get("checkpoint") else "")
+            if str(r.get("setting", "")).endswith("_baseline"):
+                setting = "from scratch"   # a baseline trains every parameter, --finetuning or not
+            else:
+                setting = ("fine-tuned" if r.get("finetuning") else "frozen") + \
+                          (" (from SSL)" if r.get("checkpoint") else "")
             original = r["scores"].get("original") or {}
             values = [r["scores"].get(c) for c in cols] + [original.get(c) for c in orig]
             out.append(f"| {r['run_name']} | {r['model']} | {setting} | " +

@@ -23,16 +23,14 @@ from pathlib import Path
 
 import torch
 
-from training import cli, preflight
+from training import cli, engine, features, preflight, runlog, tasks
 from training import distributed as du
-from training import engine, runlog, tasks
+from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
 from training.data import downstream_sets, loaders
 from training.downstream import BASELINES, apply_plan, plan_training
-from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
-from training import features
+from training.engine import LAST_CHECKPOINT
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
 
-LAST_CHECKPOINT = "checkpoint_last.pth"
 TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multilabel_one_hot", "lc"]
 
 

@@ -27,6 +27,10 @@ from training.metrics import headline
 from training.runlog import Logger
 
 
+#: the checkpoint a run rewrites as it goes (``--resume auto`` continues from it)
+LAST_CHECKPOINT = "checkpoint_last.pth"
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf: the run stops, the last good checkpoint stays on disk."""
 
@@ -356,7 +360,7 @@ def finish_epoch(record: dict, line: str, *, logger: Logger | None, last: bool, 
 
 def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim.Optimizer,
         device: torch.device, *, epochs: int, output_dir: str | Path,
-        make_checkpoint: Callable[[int, dict], dict], last_name: str = "checkpoint_last.pth",
+        make_checkpoint: Callable[[int, dict], dict], last_name: str = LAST_CHECKPOINT,
         start_epoch: int = 0, global_step: int = 0, val_loader: DataLoader | None = None,
         val_every: int = 1, save_every: int = 1, keep_every: int = 0, amp: str = "none",
         scaler=None, logger: Logger | None = None, step_scheduler=None, epoch_scheduler=None,

@@ -171,7 +171,7 @@ def evaluate_cached(head, feats, ys, task, device, batch_size: int, amp: str = "
 
 def fit_cached(model, train_loader, task, optimizer, device, *, epochs: int, output_dir,
                val_loader=None, make_checkpoint: Callable[[int, dict], dict],
-               last_name: str = "checkpoint_last.pth", start_epoch: int = 0, global_step: int = 0,
+               last_name: str = engine.LAST_CHECKPOINT, start_epoch: int = 0, global_step: int = 0,
                val_every: int = 1, save_every: int = 1, amp: str = "none",
                logger=None, epoch_scheduler=None,
                channels_last: bool = False, seed: int = 0, timings: dict | None = None) -> list[dict]:

@@ -22,12 +22,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from training import distributed as du
 from training.cli import UsageError
+from training.engine import LAST_CHECKPOINT
 
 __all__ = ["check_downstream", "check_pretraining", "prepare_run_folder",
            "check_resume", "run_files", "DOWNSTREAM_RESUME_KEYS", "PRETRAINING_RESUME_KEYS",
            "SWIN_RESUME_KEYS"]
 
-LAST_CHECKPOINT = "checkpoint_last.pth"
 PRETRAINING_MODELS = ("DoubleResNetSimCLR", "DoubleSwinTransformer")
 SEGMENTATION_TARGETS = ("dfc", "lc")
 MULTI_LABEL_TARGETS = ("dfc_multilabel_one_hot", "lc_multilabel_one_hot")

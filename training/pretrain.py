@@ -15,8 +15,8 @@ import torch
 from training import cli
 from training import distributed as du
 from training import engine, runlog, tasks
+from training.engine import LAST_CHECKPOINT
 
-LAST_CHECKPOINT = "checkpoint_last.pth"
 #: the original's 8 loader workers, capped at this machine's cores
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 

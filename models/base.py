@@ -1,7 +1,7 @@
 """Common behaviour of every model: the batch-dict input contract, freezing, parameter groups."""
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -24,6 +24,25 @@ def resolve_sensors(s1_input_channels: int, s2_input_channels: int) -> Dict[str,
     if not used:
         raise ValueError("s1_input_channels and s2_input_channels are both 0: the model would have no input")
     return used
+
+
+def remap_keys(state_dict: Mapping[str, torch.Tensor], prefix: str,
+               rule: Callable[[str], Tuple[Optional[str], Optional[str]]],
+               ignored: Optional[Dict[str, str]] = None) -> Dict[str, torch.Tensor]:
+    """The mechanics of every ``checkpoint_filter``: for each key under ``prefix``,
+    ``rule(rest)`` returns ``(new rest, None)`` to keep it (renamed) or ``(None, reason)`` to
+    drop it, reported in ``ignored`` (key -> reason). Other keys pass unchanged."""
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            rest, reason = rule(key[len(prefix):])
+            if reason is not None:
+                if ignored is not None:
+                    ignored[key] = reason
+                continue
+            key = prefix + rest
+        out[key] = value
+    return out
 
 
 class SensorModel(nn.Module):
@@ -92,15 +111,11 @@ class SensorModel(nn.Module):
         dropped = {prefix + p: f"{sensor.upper()} branch, not in this model ({sensor}_input_channels=0)"
                    for sensor, prefixes in self.branch_prefixes.items() if sensor not in self.in_chans
                    for p in prefixes}
-        out: Dict[str, torch.Tensor] = {}
-        for key, value in state_dict.items():
+
+        def rule(key: str) -> Tuple[Optional[str], Optional[str]]:
             reason = next((r for p, r in dropped.items() if key.startswith(p)), None)
-            if reason:
-                if ignored is not None:
-                    ignored[key] = reason
-                continue
-            out[key] = value
-        return out
+            return (None, reason) if reason else (key, None)
+        return remap_keys(state_dict, "", rule, ignored)
 
     # ---- backbone / head split ------------------------------------------------------------
     def backbone_modules(self) -> List[Tuple[str, nn.Module]]:

@@ -14,6 +14,8 @@ import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.resnet import ResNet as _TVResNet
 
+from .base import remap_keys
+
 RESNET_DEPTHS = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
@@ -36,14 +38,9 @@ def checkpoint_filter(state_dict: Mapping[str, torch.Tensor], model: "ResNet", p
     reported in ``ignored`` (key -> reason). The other keys are torchvision's in both layouts."""
     if not isinstance(model.fc, nn.Identity):
         return dict(state_dict)
-    out: Dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key.startswith(prefix) and _PROJ_KEY.match(key[len(prefix):]):
-            if ignored is not None:
-                ignored[key] = PROJ_HEAD
-            continue
-        out[key] = value
-    return out
+    return remap_keys(state_dict, prefix,
+                      lambda rest: (None, PROJ_HEAD) if _PROJ_KEY.match(rest) else (rest, None),
+                      ignored)
 
 
 class ResNet(_TVResNet):

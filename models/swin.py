@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 from timm.models.swin_transformer import SwinTransformer, WindowAttention
 
+from .base import remap_keys
+
 COMPUTED_BUFFERS: Tuple[str, ...] = ("relative_position_index", "attn_mask")
 
 def valid_swin_img_size(img_size: int, patch_size: int = 4, window_size: int = 7, num_stages: int = 4) -> bool:
@@ -141,18 +143,12 @@ def checkpoint_filter(state_dict: Mapping[str, torch.Tensor], prefix: str = "",
     keys pass unchanged; the computed buffers are left for the loader to verify.
     """
     original = is_original_layout(state_dict, prefix)
-    out: Dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key.startswith(prefix):
-            rest = key[len(prefix):]
-            if rest.startswith("head."):
-                if ignored is not None:
-                    ignored[key] = SWIN_HEAD
-                continue
-            if original:
-                key = prefix + original_to_timm_key(rest)
-        out[key] = value
-    return out
+
+    def rule(rest: str) -> Tuple[Optional[str], Optional[str]]:
+        if rest.startswith("head."):
+            return None, SWIN_HEAD
+        return (original_to_timm_key(rest) if original else rest), None
+    return remap_keys(state_dict, prefix, rule, ignored)
 
 
 def to_original_state_dict(

@@ -16,6 +16,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 from timm.models.swin_transformer import SwinTransformerBlock
 
+from .base import remap_keys
 from .swin import enable_fused_attn
 
 
@@ -144,18 +145,7 @@ def checkpoint_filter(state_dict: Mapping[str, torch.Tensor], head_decoder: str 
     decoder also held a copy of (or an alias to) an encoder: dropped. Dropped keys are reported in
     ``ignored`` (key -> reason); other keys pass unchanged.
     """
-    out: Dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        k, reason = key, None
-        if key.startswith(prefix):
-            k, reason = _decoder_key(key[len(prefix):], head_decoder)
-            k = None if k is None else prefix + k
-        if reason:
-            if ignored is not None:
-                ignored[key] = reason
-            continue
-        out[k] = value
-    return out
+    return remap_keys(state_dict, prefix, lambda rest: _decoder_key(rest, head_decoder), ignored)
 
 
 def _decoder_key(key: str, head_decoder: str):

@@ -56,3 +56,25 @@ def test_tiny_pretraining_logs_the_monitor_at_step_0_and_every_n_epochs(sample_r
     assert "monitor epoch 0 (reference: before training)" in text and "monitor epoch 2" in text
     png = monitor.plot_monitor(rows, tmp_path / "monitor.png")
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("limit, reads_per_item", [(1 << 30, 1), (0, 3)])
+def test_monitor_reads_its_crops_once_when_they_fit_the_cache(limit, reads_per_item):
+    from data.synthetic import SyntheticSEN12MS
+    from models import create_model
+
+    class Counting(SyntheticSEN12MS):
+        reads = 0
+
+        def __getitem__(self, index):
+            type(self).reads += 1
+            return super().__getitem__(index)
+
+    sets = {"train": Counting(12, "validation", size=32), "test": Counting(6, "test", size=32)}
+    mon = monitor.Monitor(None, sets=sets, image_px_size=32, device="cpu", batch_size=4,
+                          cache_limit_bytes=limit)
+    model = create_model("DoubleResNetSimCLR", base_model="resnet18")
+    first = mon.evaluate(model, reestimate_bn=True)     # BatchNorm pass + features: 2 passes
+    again = mon.evaluate(model)
+    assert Counting.reads == 12 * reads_per_item + 6 * min(reads_per_item, 2)
+    assert first["n_test"] == again["n_test"] == 6

@@ -15,6 +15,8 @@ def test_tiny_scale_experiment_runs_on_cpu(tmp_path):
     assert [r["arch"] for r in summary["results"]] == ["resnet18", "swin_t"]
     for r in summary["results"]:
         assert r["steps"] >= 1 and len(r["history"]) == 2          # step 0 and the end
+        # the wall time of an architecture covers its disjoint parts (pool, training, monitor)
+        assert r["wall_seconds"] >= r["pool_seconds"] + r["train_seconds"] + r["monitor_seconds"]
         assert r["history"][0]["step"] == 0
         for row in r["history"]:
             assert all(0.0 <= row[k] <= 1.0 for k in ("knn_fused", "probe_fused", "retrieval_top1"))

@@ -132,9 +132,11 @@ class Monitor:
     def __init__(self, root, *, image_px_size: int, device, batch_size: int = 64, workers: int = 0,
                  every: int = 1, logger=None, k: int = 20, clip_sample_values: bool = True,
                  train_mode: str = "validation", test_mode: str = "test", max_iter: int = 200,
-                 sets: dict | None = None, input_size: int | None = None):
+                 sets: dict | None = None, input_size: int | None = None,
+                 cache_limit_bytes: int = CACHE_LIMIT_BYTES):
         """``root``: a DFC2020 folder, or None with ``sets={"train": ds, "test": ds}`` (any
-        datasets of sample dicts); ``input_size``: resize the crops to this size first."""
+        datasets of sample dicts); ``input_size``: resize the crops to this size first; the
+        crops are read once and kept in memory if they fit in ``cache_limit_bytes`` (fp32)."""
         self.root, self.every, self.logger, self.k = root, int(every), logger, k
         self.device = torch.device(device)
         self.batch_size, self.workers, self.max_iter = batch_size, workers, max_iter
@@ -149,7 +151,7 @@ class Monitor:
         self.labels = {s: None for s in self.sets}
         self._cache: dict = {}
         per_item = 15 * image_px_size ** 2 * 4
-        self.cached = per_item * sum(len(d) for d in self.sets.values()) <= CACHE_LIMIT_BYTES
+        self.cached = per_item * sum(len(d) for d in self.sets.values()) <= cache_limit_bytes
         self.history: list[dict] = []
 
     def _batches(self, split: str) -> Iterator[dict]:

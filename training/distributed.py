@@ -67,13 +67,17 @@ def barrier() -> None:
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank along dim 0; gradients flow back to each rank.
 
-    Every rank must hold the same number of rows (DistributedSampler guarantees it).
+    Every rank must hold the same number of rows (DistributedSampler guarantees it). Uses the
+    functional collectives (``all_gather_single_autograd``: the gradient of the gathered rows is
+    reduce-scattered, summed, back to their rank); ``torch.distributed.nn.functional.all_gather``
+    is deprecated and refused under ``torch.compile``.
     """
     if not is_distributed():
         return x
-    import torch.distributed.nn.functional as dist_nn
+    from torch.distributed import _functional_collectives as fc
 
-    return torch.cat(dist_nn.all_gather(x.contiguous()), dim=0)
+    gather = getattr(fc, "all_gather_single_autograd", None) or fc.all_gather_tensor_autograd
+    return gather(x.contiguous(), 0, dist.group.WORLD)
 
 
 def reduction_device() -> torch.device:

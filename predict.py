@@ -313,7 +313,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
                       file=sys.stderr)
             try:
                 s1 = open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
-                                             reference_name=f"Sentinel-2 input {args.s2}")
+                                    reference_name=f"Sentinel-2 input {args.s2}")
             except (OSError, ValueError) as exc:
                 raise SystemExit(f"error: {exc}")
             if getattr(s1, "warped", False):
@@ -346,9 +346,9 @@ def _run(args, device, s2, product, s2_offset) -> int:
         tmp_prob = writer.tmp_path_for(args.probabilities) if args.probabilities else None
         try:
             result = predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
-                                         window=window, overlap=args.overlap, batch_size=args.batch_size,
-                                         device=device, blend=args.blend, progress=args.progress,
-                                         tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
+                                   window=window, overlap=args.overlap, batch_size=args.batch_size,
+                                   device=device, blend=args.blend, progress=args.progress,
+                                   tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         writer.to_cog(tmp_out, args.out, resampling="mode")
@@ -367,9 +367,9 @@ def _run(args, device, s2, product, s2_offset) -> int:
                 os.remove(tmp)
 
     summary = area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
-                                 s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
-                                 processing_baseline=product.baseline, cloud_mask=cloud_line,
-                                 outputs=result.outputs)
+                           s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
+                           processing_baseline=product.baseline, cloud_mask=cloud_line,
+                           outputs=result.outputs)
     print(f"{result.mode} map written to {args.out}")
     print(format_summary(summary))
     if args.summary:
@@ -379,7 +379,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
         print(f"summary written to {args.summary}")
     if args.preview:
         write_preview(args.out, args.preview, class_names=result.class_names,
-                            title=f"{Path(args.out).name}: {name} ({result.mode})")
+                      title=f"{Path(args.out).name}: {name} ({result.mode})")
         print(f"preview written to {args.preview}")
     return 0
 

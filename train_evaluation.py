@@ -219,11 +219,11 @@ def main(args, hooks=None) -> dict:
             hooks=hooks, log_every=args.log_every, skip_nan_batches=args.reproduce_original,
             collect_last=maps)   # cached runs are classifiers: no example maps
         history = fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
-                   output_dir=args.output_dir, make_checkpoint=make_checkpoint,
-                   last_name=LAST_CHECKPOINT, start_epoch=start_epoch, global_step=global_step,
-                   val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
-                   amp=args.amp, logger=logger, epoch_scheduler=scheduler,
-                   channels_last=args.channels_last, **extra)
+                      output_dir=args.output_dir, make_checkpoint=make_checkpoint,
+                      last_name=LAST_CHECKPOINT, start_epoch=start_epoch, global_step=global_step,
+                      val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
+                      amp=args.amp, logger=logger, epoch_scheduler=scheduler,
+                      channels_last=args.channels_last, **extra)
         final = history[-1].get("val") if history else None  # the last epoch always validates
         results = final_evaluation(args, model, val_loader, task, device, logger, config,
                                    time.perf_counter() - start, scores=final, maps=maps)

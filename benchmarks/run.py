@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
 
 ORIGINAL_SEG_PARAMS = 140e6  # the original DoubleSwinTransformerSegmentation (with unused encoder copies)
 
-# name -> (what, target text, predicate on the result); the issue's targets for 2 CPU cores, fp32
+# name -> (what, target text, predicate on the result); the project's targets for 2 CPU cores, fp32
 TARGETS: Dict[str, tuple] = {
     "loading": ("samples/s", ">= 200", lambda r: r["samples_per_s"] >= 200),
     "swin_pretrain": ("samples/s", ">= 2.5", lambda r: r["samples_per_s"] >= 2.5),
@@ -46,7 +46,7 @@ TARGETS: Dict[str, tuple] = {
     "seg_finetune": ("samples/s", ">= 1.1", lambda r: r["samples_per_s"] >= 1.1),
     "params": ("seg params", "<= 60 % of 140 M", lambda r: r["seg_fraction_of_original"] <= 0.60),
 }
-# the original implementation on the same machine kind (from issue 6), for orientation
+# the original implementation measured on the same machine kind (2 CPU cores), for orientation
 ORIGINAL = {"loading": 67, "swin_pretrain": 1.9, "resnet_pretrain": 6.2, "seg_finetune": 0.8}
 
 ORDER = ["matmul", "loading", "loader_scaling", "swin_pretrain", "resnet_pretrain", "seg_finetune",
@@ -162,7 +162,8 @@ def bench_loader_scaling(opts) -> dict:
         for _ in loader:  # warm-up epoch (workers start, page cache)
             pass
         epochs = 1 if opts.quick else 2
-        secs = timed(lambda: _drain(b for _ in range(epochs) for b in loader), opts.repeats, torch.device("cpu"))
+        secs = timed(lambda loader=loader: _drain(b for _ in range(epochs) for b in loader), opts.repeats,
+                     torch.device("cpu"))
         result["workers"][str(workers)] = summary(secs, len(ds) * epochs)
         del loader
     result["samples_per_s"] = max(v["samples_per_s"] for v in result["workers"].values())
@@ -408,7 +409,7 @@ def render(results: Dict[str, dict], opts, loads: tuple) -> str:
     lines.append("  samples/s = median over runs; peak RSS = VmHWM of the benchmark's own process (python + torch "
                  "+ model), (+import) = its growth over the RSS right after importing torch;")
     lines.append("  % matmul = the step's achieved GFLOP/s over the matmul row; original = the original "
-                 "implementation on the same machine kind (issue 6)")
+                 "implementation measured on the same machine kind (2 CPU cores)")
     return "\n".join(lines)
 
 

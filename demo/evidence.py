@@ -82,10 +82,9 @@ def pretraining(out: Path, *, pool: int, n_train: int, n_test: int, size: int, b
                      points=points, batch_resnet=batch_size, size_resnet=size, warmup_steps=0,
                      seed=seed, workers=0, lr_resnet=lr)
     result = mod.run_arch("resnet18", args, torch.device("cpu"))
-    rows = [dict(r, epoch=r["step"]) for r in result["history"]]
-    plot_monitor(rows, out / "monitor.png",
+    plot_monitor(result["history"], out / "monitor.png", x="step",
                  title=f"dual ResNet18 pre-training monitor ({result['steps']} steps of batch "
-                       f"{batch_size}; x axis: step, 0 = random init)")
+                       f"{batch_size}, {budget_s:.0f} s on the CPU)")
     (out / "pretraining.json").write_text(json.dumps(result, indent=2, default=float))
     return result
 

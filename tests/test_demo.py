@@ -33,3 +33,23 @@ def test_report_prints_every_accuracy_with_its_ci_and_the_plain_verdict():
     assert "random init better than pre-trained (95 % CI excludes 0)" in text
     assert "step 0   0.2 %" in text and "end   5.0 %" in text
     assert text.count("[") >= 12   # a CI beside every accuracy
+
+
+def test_quick_demo_prints_the_three_blocks_and_writes_the_monitor_png(tmp_path):
+    """``demo/run_demo.py --quick --skip_smoke`` as a user runs it (tiny sizes, seconds)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_smoke",
+                          "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for block in ("A. Downstream learning", "B. Pre-training learning", "C. SSL vs random init"):
+        assert block in out.stdout
+    assert out.stdout.count("McNemar p =") == 4
+    ev = tmp_path / "evidence"
+    assert (ev / "monitor.png").stat().st_size > 5000
+    saved = json.loads((ev / "evidence.json").read_text())
+    history = saved["pretraining"]["history"]
+    assert history[0]["step"] == 0 and history[-1]["step"] == saved["pretraining"]["steps"] >= 1
+    assert (ev / "evidence.txt").read_text().strip() in out.stdout

@@ -295,14 +295,15 @@ def read_monitor_log(path) -> list[dict]:
     return rows
 
 
-def plot_monitor(rows: list[dict], path, title: str = "pre-training monitor") -> Path:
-    """A PNG of the monitor curves (accuracy vs epoch; dashed: chance of top-1 retrieval)."""
+def plot_monitor(rows: list[dict], path, title: str = "pre-training monitor", x: str = "epoch") -> Path:
+    """A PNG of the monitor curves (accuracy vs ``x``, a key of the rows: ``"epoch"`` or
+    ``"step"``; dashed: chance of top-1 retrieval)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    epochs = [r["epoch"] for r in rows]
+    epochs = [r[x] for r in rows]
     for ax, keys, name in ((axes[0], ("knn_s1", "knn_s2", "knn_fused"), "k-NN (k=20) accuracy"),
                            (axes[1], ("probe_s1", "probe_s2", "probe_fused"), "linear probe accuracy"),
                            (axes[2], ("retrieval_top1", "retrieval_top5"), "S1->S2 retrieval")):
@@ -312,7 +313,7 @@ def plot_monitor(rows: list[dict], path, title: str = "pre-training monitor") ->
             ax.plot(epochs, [r.get("retrieval_chance_top1", math.nan) for r in rows], "k--",
                     label="chance top-1")
         ax.set_title(name)
-        ax.set_xlabel("epoch (0: random init)")
+        ax.set_xlabel(f"{x} (0: random init)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

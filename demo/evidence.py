@@ -13,7 +13,6 @@ C. **SSL vs random**: linear probes (logistic regression on standardised fused f
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from argparse import Namespace
@@ -21,15 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _ssl_scale():
-    spec = importlib.util.spec_from_file_location("ssl_scale", REPO / "benchmarks" / "ssl_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def supervised(out: Path, *, n_train: int, n_test: int, size: int, epochs: int, seed: int = 0,
@@ -77,11 +67,12 @@ def pretraining(out: Path, *, pool: int, n_train: int, n_test: int, size: int, b
     """Blocks B and C: ssl_scale's loop for a dual ResNet18 on the CPU."""
     from training.monitor import plot_monitor
 
-    mod = _ssl_scale()
+    from benchmarks import ssl_scale
+
     args = Namespace(pool=pool, monitor_train=n_train, monitor_test=n_test, budget_s=budget_s,
                      points=points, batch_resnet=batch_size, size_resnet=size, warmup_steps=0,
                      seed=seed, workers=0, lr_resnet=lr)
-    result = mod.run_arch("resnet18", args, torch.device("cpu"))
+    result = ssl_scale.run_arch("resnet18", args, torch.device("cpu"))
     plot_monitor(result["history"], out / "monitor.png", x="step",
                  title=f"dual ResNet18 pre-training monitor ({result['steps']} steps of batch "
                        f"{batch_size}, {budget_s:.0f} s on the CPU)")

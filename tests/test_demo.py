@@ -1,17 +1,11 @@
 """demo/evidence.py: the three evidence blocks printed by ``make demo`` (formatting and verdicts)."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
+from demo import evidence
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _evidence():
-    spec = importlib.util.spec_from_file_location("evidence", REPO / "demo" / "evidence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_report_prints_every_accuracy_with_its_ci_and_the_plain_verdict():
@@ -28,7 +22,7 @@ def test_report_prints_every_accuracy_with_its_ci_and_the_plain_verdict():
     d.update(verdict=stats.verdict(d, "pre-trained", "random init"), mcnemar_p=0.01)
     pre = {"history": [row, end], "steps": 200, "batch_size": 64, "train_seconds": 180.0,
            "end_vs_random": {k: d for k in ("probe_fused", "probe_s1", "probe_s2", "knn_fused")}}
-    text = _evidence().report(sup, pre)
+    text = evidence.report(sup, pre)
     assert "AA  50.0 % [45.0, 55.0]" in text and "AA / chance = 4.0x" in text
     assert "random init better than pre-trained (95 % CI excludes 0)" in text
     assert "step 0   0.2 %" in text and "end   5.0 %" in text

@@ -370,10 +370,7 @@ def test_s1_linear_two_files_equals_db_and_s1_only_keeps_clouds(products_dir, tm
 
 def test_seam_metric_of_the_scene_benchmark_sees_window_borders():
     """benchmarks/scene.py's seam ratio: ~1 for a map without traces of the windows, > 1 with jumps at borders."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_scene", Path(__file__).resolve().parents[1] / "benchmarks" / "scene.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from benchmarks import scene as bench
     y, x = np.mgrid[:448, :448]
     smooth = np.stack([0.5 + 0.4 * np.sin(x / 37.0 + y / 53.0)] * 2)
     smooth[1] = 1 - smooth[0]

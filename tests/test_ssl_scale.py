@@ -1,16 +1,11 @@
 """benchmarks/ssl_scale.py in its tiny CPU setting: both architectures, monitor, JSON and PNG."""
-import importlib.util
 import json
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks import ssl_scale
 
 
 def test_tiny_scale_experiment_runs_on_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("ssl_scale", REPO / "benchmarks" / "ssl_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--tiny", "--device", "cpu", "--out", str(tmp_path)])
+    ssl_scale.main(["--tiny", "--device", "cpu", "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "ssl_scale.json").read_text())
     assert [r["arch"] for r in summary["results"]] == ["resnet18", "swin_t"]
     for r in summary["results"]:

@@ -1,0 +1,1 @@
+"""Benchmark scripts (``python benchmarks/<name>.py``); importable for the tests and the demo."""

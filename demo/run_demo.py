@@ -48,8 +48,7 @@ def disk_mb(*paths: Path) -> float:
 
 
 def evidence_block(out: Path, budget_s: float, quick: bool, seed: int = 0) -> None:
-    sys.path.insert(0, str(REPO / "demo"))
-    import evidence
+    from demo import evidence
 
     print("\n=== 1. Evidence: does each stage learn? (synthetic data in memory, 95 % CIs) ===",
           flush=True)

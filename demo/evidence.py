@@ -122,6 +122,19 @@ def report(sup: dict, pre: dict) -> str:
     return "\n".join(lines)
 
 
+def settings(quick: bool, budget_s: float, seed: int) -> dict:
+    """What decides the evidence (recorded in ``evidence.json``; a resumed demo must match it)."""
+    return {"quick": bool(quick), "budget_s": float(budget_s), "seed": int(seed)}
+
+
+def saved_settings(out: Path) -> dict | None:
+    """The settings of the evidence already in ``out``, or None if unknown."""
+    try:
+        return json.loads((out / "evidence.json").read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def run(out: Path, *, quick: bool = False, budget_s: float = 150.0, seed: int = 0) -> str:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -134,7 +147,8 @@ def run(out: Path, *, quick: bool = False, budget_s: float = 150.0, seed: int = 
         pre = pretraining(out, pool=1200, n_train=400, n_test=500, size=64, budget_s=budget_s,
                           points=3, seed=seed)
     text = report(sup, pre)
-    (out / "evidence.json").write_text(json.dumps({"supervised": sup, "pretraining": pre,
+    (out / "evidence.json").write_text(json.dumps({"settings": settings(quick, budget_s, seed),
+                                                   "supervised": sup, "pretraining": pre,
                                                    "seconds": time.perf_counter() - start},
                                                   indent=2, default=float))
     (out / "evidence.txt").write_text(text + "\n")

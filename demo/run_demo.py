@@ -54,6 +54,10 @@ def evidence_block(out: Path, budget_s: float, quick: bool, seed: int = 0) -> No
           flush=True)
     text_file = out / "evidence.txt"
     if text_file.exists():
+        wanted, saved = evidence.settings(quick, budget_s, seed), evidence.saved_settings(out)
+        if saved != wanted:
+            raise SystemExit(f"error: {out} holds evidence of other settings ({saved or 'unknown'}; "
+                             f"asked for {wanted}); pass --fresh to replace it or another --out")
         print("(finished earlier)")
         text = text_file.read_text()
     else:

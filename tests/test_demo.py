@@ -47,3 +47,22 @@ def test_quick_demo_prints_the_three_blocks_and_writes_the_monitor_png(tmp_path)
     history = saved["pretraining"]["history"]
     assert history[0]["step"] == 0 and history[-1]["step"] == saved["pretraining"]["steps"] >= 1
     assert (ev / "evidence.txt").read_text().strip() in out.stdout
+
+
+def test_a_resumed_demo_reuses_its_evidence_only_for_the_same_settings(tmp_path):
+    import subprocess
+    import sys
+
+    def demo(*extra):
+        return subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_smoke",
+                               "--out", str(tmp_path), *extra], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+
+    assert demo().returncode == 0
+    again = demo()
+    assert again.returncode == 0 and "(finished earlier)" in again.stdout
+    other = demo("--seed", "1")            # would otherwise print seed 0's numbers as seed 1's
+    assert other.returncode != 0
+    assert "holds evidence of other settings" in other.stderr and "--fresh" in other.stderr
+    assert demo("--seed", "1", "--fresh").returncode == 0
+    assert '"seed": 1' in (tmp_path / "evidence" / "evidence.json").read_text()

@@ -66,6 +66,16 @@ def evidence_block(out: Path, budget_s: float, quick: bool, seed: int = 0) -> No
     print(f"monitor curves: {out / 'monitor.png'}")
 
 
+def restart_flags(folder: Path, done: str) -> list[str]:
+    """``["--overwrite"]`` for a demo run folder left unfinished (no ``done`` file) by an
+    interrupted demo, so that the step starts again instead of stopping at the scripts' refusal
+    to write into a folder that holds a run; ``[]`` for a new folder."""
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / done).exists():
+        print(f"\n({folder.name}: unfinished run of an earlier demo, started again)", flush=True)
+        return ["--overwrite"]
+    return []
+
+
 def smoke_block(data: Path, out: Path, quick: bool) -> None:
     print("\n=== 2. Smoke run of the flagship path (dual Swin-T; 16 sample test patches; "
           "shows that it runs, not that it learns) ===", flush=True)
@@ -74,7 +84,7 @@ def smoke_block(data: Path, out: Path, quick: bool) -> None:
     if not swin_ckpt.exists():
         run(["train_d_swin_backbone.py", "--train_dir", str(data), "--workers", "0", "--epochs", "1",
              "--batch_size", "8", "--warmup_epochs", "1", "--lr", "2e-5", "--no-save_optimizer",
-             "--output_dir", str(swin_dir)]
+             "--output_dir", str(swin_dir), *restart_flags(swin_dir, swin_ckpt.name)]
             + (["--train_used_data_fraction", "0.25"] if quick else []))
     common = ["--train_dir", str(data), "--val_dir", str(data), "--num_workers", "0", "--epochs", "1",
               "--validation_every", "1", "--lr_step_epochs", "2", "--no-save_optimizer",
@@ -98,7 +108,7 @@ def smoke_block(data: Path, out: Path, quick: bool) -> None:
             print(f"\n({name}: finished earlier)")
             continue
         run(["train_evaluation.py", *common, *extra, "--run_name", f"{name} (smoke)",
-             "--output_dir", str(folder)])
+             "--output_dir", str(folder), *restart_flags(folder, "results.json")])
         if "segmentation" not in name:   # only the map needs its checkpoint; keeps the demo < 1 GB
             (folder / "checkpoint_last.pth").unlink(missing_ok=True)
     from utils.results import find_results, results_tables

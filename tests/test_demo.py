@@ -66,3 +66,17 @@ def test_a_resumed_demo_reuses_its_evidence_only_for_the_same_settings(tmp_path)
     assert "holds evidence of other settings" in other.stderr and "--fresh" in other.stderr
     assert demo("--seed", "1", "--fresh").returncode == 0
     assert '"seed": 1' in (tmp_path / "evidence" / "evidence.json").read_text()
+
+
+def test_an_interrupted_smoke_step_is_started_again_not_refused(tmp_path, capsys):
+    from demo import run_demo
+
+    run = tmp_path / "swin_finetuned"
+    assert run_demo.restart_flags(run, "results.json") == []          # not there yet
+    run.mkdir()
+    assert run_demo.restart_flags(run, "results.json") == []          # empty folder
+    (run / "config.json").write_text("{}")                             # interrupted mid-run
+    assert run_demo.restart_flags(run, "results.json") == ["--overwrite"]
+    assert "unfinished run of an earlier demo" in capsys.readouterr().out
+    (run / "results.json").write_text("{}")                            # finished: never replaced
+    assert run_demo.restart_flags(run, "results.json") == []

@@ -303,14 +303,14 @@ def plot_monitor(rows: list[dict], path, title: str = "pre-training monitor", x:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    epochs = [r[x] for r in rows]
+    xs = [r[x] for r in rows]
     for ax, keys, name in ((axes[0], ("knn_s1", "knn_s2", "knn_fused"), "k-NN (k=20) accuracy"),
                            (axes[1], ("probe_s1", "probe_s2", "probe_fused"), "linear probe accuracy"),
                            (axes[2], ("retrieval_top1", "retrieval_top5"), "S1->S2 retrieval")):
         for key in keys:
-            ax.plot(epochs, [r.get(key, math.nan) for r in rows], marker="o", label=key)
+            ax.plot(xs, [r.get(key, math.nan) for r in rows], marker="o", label=key)
         if name.startswith("S1"):
-            ax.plot(epochs, [r.get("retrieval_chance_top1", math.nan) for r in rows], "k--",
+            ax.plot(xs, [r.get("retrieval_chance_top1", math.nan) for r in rows], "k--",
                     label="chance top-1")
         ax.set_title(name)
         ax.set_xlabel(f"{x} (0: random init)")

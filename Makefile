@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 SAMPLE ?= sample_data
 RUNS   ?= runs/demo
 
-.PHONY: help venv demo demo-all test test-fast bench sample clean
+.PHONY: help venv demo demo-all lint test test-fast bench sample clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,10 +33,15 @@ demo-all: demo  ## every downstream_eval_scripts/ setting as a 1-epoch smoke run
 	RESNET50_CHECKPOINT=$(RUNS)/resnet50_backbone/checkpoint_last.pth \
 	OUTPUT_ROOT=runs/demo-all EPOCHS=1 BATCH_SIZE=8 PYTHON=$(PY) downstream_eval_scripts/run_all.sh
 
-test-fast: venv  ## the test suite without the slow full-size checks
+lint: venv  ## ruff (settings in ruff.toml)
+	$(VENV)/bin/ruff check .
+
+test-fast: venv  ## lint, then the test suite without the slow (subprocess-heavy) tests
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow" tests
 
-test: venv  ## run the whole test suite
+test: venv  ## lint, then the whole test suite
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 bench: venv  ## print the performance table

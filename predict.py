@@ -162,7 +162,7 @@ def _parse_offset(text: str):
     try:
         value = float(text)
     except ValueError:
-        raise SystemExit(f"error: --s2_offset {text!r}: expected 'auto' or a number of DN such as -1000 or 0")
+        raise SystemExit(f"error: --s2_offset {text!r}: expected 'auto' or a number of DN such as -1000 or 0") from None
     if not math.isfinite(value) or abs(value) > 10000:
         raise SystemExit(f"error: --s2_offset {text}: expected a value between -10000 and 10000 DN")
     return value
@@ -174,9 +174,9 @@ def load_checkpoint(path):
     try:
         obj, _ = read_checkpoint(path)
     except FileNotFoundError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     except Exception as exc:
-        raise SystemExit(f"error: cannot read checkpoint {path}: {exc}")
+        raise SystemExit(f"error: cannot read checkpoint {path}: {exc}") from None
     return obj
 
 
@@ -209,7 +209,7 @@ def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=Non
         model = models.create_model(name, num_classes=num_classes, checkpoint=ckpt, **options)
     except Exception as exc:  # unknown name/option, or weights that do not fit (CheckpointError)
         raise SystemExit(f"error: cannot build {name} (num_classes={num_classes}, options {options}) "
-                         f"from {path}: {exc}")
+                         f"from {path}: {exc}") from None
     return model, name, options
 
 
@@ -265,7 +265,7 @@ def predict(args) -> int:
     try:   # the product first: an L2A refusal or a missing band is reported before the model loads
         s2, product = products.open_s2_product(args.s2, resampling=args.resampling, allow_l2a=args.allow_l2a)
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     try:
         return _run(args, device, s2, product, s2_offset)
     finally:
@@ -315,7 +315,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
                 s1 = open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
                                     reference_name=f"Sentinel-2 input {args.s2}")
             except (OSError, ValueError) as exc:
-                raise SystemExit(f"error: {exc}")
+                raise SystemExit(f"error: {exc}") from None
             if getattr(s1, "warped", False):
                 print(f"note: {' '.join(args.s1)} is on another grid; reprojected onto the Sentinel-2 grid "
                       f"({args.resampling})", file=sys.stderr)
@@ -327,7 +327,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
             try:
                 cloud, cloud_line = open_cloud_mask(product, s2.grid, args.cloud_mask)
             except (OSError, ValueError) as exc:
-                raise SystemExit(f"error: {exc}")
+                raise SystemExit(f"error: {exc}") from None
         print(cloud_line, file=sys.stderr)
         g = s2.grid
         print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {name} on {device}, window {window}, "
@@ -350,7 +350,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
                                    device=device, blend=args.blend, progress=args.progress,
                                    tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
         except (OSError, ValueError) as exc:
-            raise SystemExit(f"error: {exc}")
+            raise SystemExit(f"error: {exc}") from None
         writer.to_cog(tmp_out, args.out, resampling="mode")
         writer.write_categories(args.out, result.class_names, class_colors_rgb(result.num_classes))
         result.outputs["map"] = str(args.out)
@@ -391,7 +391,7 @@ def _cli_main(args) -> int:
         if args.debug:
             raise
         print("\ninterrupted; outputs not finished are not written", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -20,15 +20,13 @@ import sys
 
 import torch
 
-from training import cli, preflight
+from training import cli, engine, preflight
 from training import distributed as du
-from training import engine
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
 from training.data import pretraining_loaders
 from training.pretrain import add_data_arguments, run_pretraining
 from training.schedules import IterationSchedule, no_decay_param_groups
-from training.swin_config import (DEFAULT_CONFIG, ConfigError, effective_settings, load_config,
-                                  settings_table)
+from training.swin_config import DEFAULT_CONFIG, ConfigError, effective_settings, load_config, settings_table
 
 #: command-line flags that override a setting of the config (flag dest == settings key)
 OVERRIDES = ("epochs", "warmup_epochs", "lr", "warmup_lr", "min_lr", "weight_decay", "temperature",
@@ -102,7 +100,7 @@ def main(args, hooks=None):
     try:
         cfg, settings = resolve_settings(args)
     except ConfigError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
     preflight.check_pretraining(args, arch="swin_t", config=settings)  # flags, data, run folder, resume

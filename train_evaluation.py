@@ -36,7 +36,6 @@ TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multila
 
 def get_args_parser() -> argparse.ArgumentParser:
     from models import list_models
-
     from training.pretrain import DEFAULT_WORKERS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)

@@ -16,9 +16,8 @@ import sys
 
 import torch
 
-from training import cli, preflight
+from training import cli, engine, preflight
 from training import distributed as du
-from training import engine
 from training.cli import HelpFormatter, add_bool_flag
 from training.data import pretraining_loaders
 from training.pretrain import add_data_arguments, run_pretraining

@@ -152,6 +152,7 @@ def bench_loading(opts) -> dict:
 def bench_loader_scaling(opts) -> dict:
     import torch
     from torch.utils.data import DataLoader
+
     from data import DFCDataset
     # tiles (cover_all_parts): 4 deterministic 224-px items per patch, enough items per epoch
     ds = DFCDataset(sample_data_dir(opts.data), mode="dfc", image_px_size=224, cover_all_parts=True)
@@ -162,7 +163,7 @@ def bench_loader_scaling(opts) -> dict:
         for _ in loader:  # warm-up epoch (workers start, page cache)
             pass
         epochs = 1 if opts.quick else 2
-        secs = timed(lambda loader=loader: _drain(b for _ in range(epochs) for b in loader), opts.repeats,
+        secs = timed(lambda loader=loader, epochs=epochs: _drain(b for _ in range(epochs) for b in loader), opts.repeats,
                      torch.device("cpu"))
         result["workers"][str(workers)] = summary(secs, len(ds) * epochs)
         del loader
@@ -256,6 +257,7 @@ def _info_nce(temperature: float):
 
 def bench_swin_pretrain(opts) -> dict:
     import torch
+
     from models import create_model
     return _train_step_bench(
         opts, "swin_pretrain", lambda: create_model("DoubleSwinTransformer"), 8, 224,
@@ -264,6 +266,7 @@ def bench_swin_pretrain(opts) -> dict:
 
 def bench_resnet_pretrain(opts) -> dict:
     import torch
+
     from models import create_model
     return _train_step_bench(
         opts, "resnet_pretrain", lambda: create_model("DoubleResNetSimCLR", base_model="resnet50"), 32, 128,
@@ -273,6 +276,7 @@ def bench_resnet_pretrain(opts) -> dict:
 def bench_seg_finetune(opts) -> dict:
     import torch
     import torch.nn.functional as F
+
     from models import create_model
 
     def loss(outputs, batch):
@@ -284,6 +288,7 @@ def bench_seg_finetune(opts) -> dict:
 
 def bench_inference(opts) -> dict:
     import torch
+
     from models import create_model
     device = torch.device(opts.device)
     model = create_model("DoubleSwinTransformerDownstream").to(device).eval()

@@ -167,8 +167,7 @@ class SpectralStandIn:
 
 def run_stand_in(scene_dir: Path, overlap: float, window: int, batch: int, work: Path) -> dict:
     """predict_scene with :class:`SpectralStandIn` (seams of the pipeline itself); returns timings + arrays."""
-    from inference import products
-    from inference import scene
+    from inference import products, scene
     src, _ = products.open_s2_product(scene_dir)
     t = time.perf_counter()
     with src:
@@ -200,6 +199,7 @@ def main(argv=None) -> int:
 
     import rasterio
     import torch
+
     import predict
     from models import create_model, downstream_checkpoint, save_checkpoint
 

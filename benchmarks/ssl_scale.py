@@ -33,8 +33,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from data.synthetic import SyntheticSEN12MS  # noqa: E402
-from training.monitor import KEYS, Monitor  # noqa: E402
 from training import engine, tasks  # noqa: E402
+from training.monitor import KEYS, Monitor  # noqa: E402
 from utils import stats  # noqa: E402
 
 FULL = dict(pool=40000, monitor_train=2000, monitor_test=1000, budget_s=180.0, points=5,

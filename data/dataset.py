@@ -14,8 +14,17 @@ from torch.utils.data import Dataset
 
 from .bands import PATCH_SIZE, Season, Sensor, parse_season
 from .errors import DatasetError, DatasetNotFoundError
-from .labels import (DFC10_TO_DFC8, DFC_CLASSES, IGBP_TO_DFC8, IGNORE_INDEX, NUM_CLASSES, dfc10_to_dfc8,
-                     igbp_to_dfc8, multilabel_one_hot, single_label)
+from .labels import (
+    DFC10_TO_DFC8,
+    DFC_CLASSES,
+    IGBP_TO_DFC8,
+    IGNORE_INDEX,
+    NUM_CLASSES,
+    dfc10_to_dfc8,
+    igbp_to_dfc8,
+    multilabel_one_hot,
+    single_label,
+)
 from .reader import PatchGeo, SEN12MSReader
 from .transforms import preprocess_s1, preprocess_s2
 

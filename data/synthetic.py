@@ -33,8 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .labels import dfc10_to_dfc8
-from .sample import (CLASS_WEIGHTS, DOWNSTREAM_DFC, S1_DB, S2_NATIVE, S2_SPECTRA, _interp_matrix,
-                     dominated_latent)
+from .sample import CLASS_WEIGHTS, DOWNSTREAM_DFC, S1_DB, S2_NATIVE, S2_SPECTRA, _interp_matrix, dominated_latent
 from .transforms import preprocess_s1, preprocess_s2
 
 SPLITS = {"sen12ms": 0, "validation": 1, "test": 2}

@@ -65,9 +65,8 @@ def supervised(out: Path, *, n_train: int, n_test: int, size: int, epochs: int, 
 def pretraining(out: Path, *, pool: int, n_train: int, n_test: int, size: int, budget_s: float,
                 points: int, seed: int = 0, batch_size: int = 64, lr: float = 3e-4) -> dict:
     """Blocks B and C: ssl_scale's loop for a dual ResNet18 on the CPU."""
-    from training.monitor import plot_monitor
-
     from benchmarks import ssl_scale
+    from training.monitor import plot_monitor
 
     args = Namespace(pool=pool, monitor_train=n_train, monitor_test=n_test, budget_s=budget_s,
                      points=points, batch_resnet=batch_size, size_resnet=size, warmup_steps=0,

@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from data.bands import S2_BANDS
 from inference.offset import OffsetSource, decide_offset
-from inference.sources import RasterSource, S2BandFolderSource, _BAND_RE, find_band_files
+from inference.sources import _BAND_RE, RasterSource, S2BandFolderSource, find_band_files
 
 __all__ = [
     "BASELINE_OFFSET_SINCE",

@@ -4,16 +4,34 @@ Scripts build every model with ``create_model(name, num_classes=8, checkpoint=No
 """
 from .base import InputShapeError, SensorModel
 from .checkpoint import (
-    CheckpointError, LoadReport, backbone_checkpoint, downstream_checkpoint, from_published_state_dict,
-    load_checkpoint, load_downstream_checkpoint, load_published_state_dict, read_checkpoint, save_checkpoint,
+    CheckpointError,
+    LoadReport,
+    backbone_checkpoint,
+    downstream_checkpoint,
+    from_published_state_dict,
+    load_checkpoint,
+    load_downstream_checkpoint,
+    load_published_state_dict,
+    read_checkpoint,
+    save_checkpoint,
     to_published_state_dict,
 )
 from .downstream import (
-    DoubleResNetSimCLRDownstream, DoubleSwinTransformerDownstream, DoubleSwinTransformerSegmentation,
-    DualBaseline, DualSwinBaseline, ResNetBaseline, SwinBaseline,
+    DoubleResNetSimCLRDownstream,
+    DoubleSwinTransformerDownstream,
+    DoubleSwinTransformerSegmentation,
+    DualBaseline,
+    DualSwinBaseline,
+    ResNetBaseline,
+    SwinBaseline,
 )
 from .factory import (
-    COMMON_OPTIONS, create_model, list_models, load_model, model_args_from_checkpoint, register_model,
+    COMMON_OPTIONS,
+    create_model,
+    list_models,
+    load_model,
+    model_args_from_checkpoint,
+    register_model,
 )
 from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
 from .resnet import ResNet

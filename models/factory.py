@@ -9,8 +9,13 @@ import torch.nn as nn
 from .base import SensorModel
 from .checkpoint import CheckpointLike, load_checkpoint, read_checkpoint
 from .downstream import (
-    DoubleResNetSimCLRDownstream, DoubleSwinTransformerDownstream, DoubleSwinTransformerSegmentation,
-    DualBaseline, DualSwinBaseline, ResNetBaseline, SwinBaseline,
+    DoubleResNetSimCLRDownstream,
+    DoubleSwinTransformerDownstream,
+    DoubleSwinTransformerSegmentation,
+    DualBaseline,
+    DualSwinBaseline,
+    ResNetBaseline,
+    SwinBaseline,
 )
 from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
 from .resnet import RESNET_DEPTHS

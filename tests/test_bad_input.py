@@ -48,7 +48,7 @@ def mini_dfc_root(root: Path, s1=None, s2=None, size: int = 256, csv_text: Optio
         "lc": np.full((4, size, size), 10, np.uint16),
         "dfc": np.full((1, size, size), 1, np.uint16),
     }
-    for season, split in (("ROIs0000_validation", "VALSET"), ("ROIs0000_test", "TESTSET")):
+    for season in ("ROIs0000_validation", "ROIs0000_test"):
         for sensor, array in arrays.items():
             write_tif(root / season / f"{sensor}_0" / f"{season}_{sensor}_0_p1.tif", array)
     rows = {"validation": "Seasons.VALSET,0,1\n", "test": "Seasons.TESTSET,0,1\n"}

@@ -12,13 +12,21 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from data import DFCDataset, SEN12MSReader, Season, Sensor
+from data import DFCDataset, Season, SEN12MSReader, Sensor
 from data.bands import SENSORS, parse_season
 from data.dataset import BUNDLED_SPLITS, observation_files, read_observations, subset_indices, tile_offsets
 from data.errors import DatasetError, DatasetNotFoundError
 from data.labels import (
-    DFC_CLASSES, DFC_COLORS, IGBP_TO_DFC, IGBP_TO_DFC8, IGNORE_INDEX, colorize, dfc10_to_dfc8,
-    igbp_to_dfc8, multilabel_one_hot, single_label,
+    DFC_CLASSES,
+    DFC_COLORS,
+    IGBP_TO_DFC,
+    IGBP_TO_DFC8,
+    IGNORE_INDEX,
+    colorize,
+    dfc10_to_dfc8,
+    igbp_to_dfc8,
+    multilabel_one_hot,
+    single_label,
 )
 from data.transforms import preprocess_s1, preprocess_s2
 

@@ -13,8 +13,17 @@ import pytest
 import torch
 
 from models import (
-    CheckpointError, InputShapeError, backbone_checkpoint, create_model, downstream_checkpoint, list_models,
-    load_checkpoint, load_downstream_checkpoint, load_model, save_checkpoint, to_published_state_dict,
+    CheckpointError,
+    InputShapeError,
+    backbone_checkpoint,
+    create_model,
+    downstream_checkpoint,
+    list_models,
+    load_checkpoint,
+    load_downstream_checkpoint,
+    load_model,
+    save_checkpoint,
+    to_published_state_dict,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"

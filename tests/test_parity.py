@@ -120,7 +120,7 @@ def test_resnet_schedule_steps_per_epoch_after_epoch_10():
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps_per_epoch)
     sched = EpochSchedule(cosine, first_epoch=10)
     lrs = []
-    for epoch in range(201):
+    for _ in range(201):
         lrs.append(opt.param_groups[0]["lr"])   # the LR this epoch trains with
         opt.step()
         sched.step()

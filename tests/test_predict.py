@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.crs import CRS
 from affine import Affine
+from rasterio.crs import CRS
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -9,7 +9,7 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from data import SEN12MSReader, Season, Sensor
+from data import Season, SEN12MSReader, Sensor
 from data.errors import DatasetError
 from data.reader import _read_direct, _Unsupported
 

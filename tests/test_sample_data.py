@@ -5,12 +5,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_PATCHES
 import rasterio
 import torch
+from conftest import SAMPLE_PATCHES
 from torch.utils.data import DataLoader
 
-from data import DFCDataset, SEN12MSReader, Season, Sensor
+from data import DFCDataset, Season, SEN12MSReader, Sensor
 from data.bands import DFC2020_SEASONS, SEN12MS_SEASONS
 from data.dataset import read_observations
 from data.errors import DatasetError

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from test_predict import BIT_BANDS, HAS_JP2, ORIGIN, UTM, BitSegmenter, from_origin, label_pattern, write_tif
 
 from data.bands import S2_BANDS
 from inference import clouds, offset, products, sentinel1, sources, writer
-from test_predict import BIT_BANDS, HAS_JP2, ORIGIN, UTM, BitSegmenter, from_origin, label_pattern, write_tif
 
 H, W = 240, 300                       # multiples of 6: whole 60 m pixels
 RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,

@@ -219,7 +219,7 @@ class IgnoredFlag(argparse.Action):
               file=sys.stderr)
         ignored = dict(getattr(namespace, "ignored_flags", None) or {})
         ignored[option_string] = values
-        setattr(namespace, "ignored_flags", ignored)
+        namespace.ignored_flags = ignored
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -26,7 +26,6 @@ from training import distributed as du
 from training.metrics import headline
 from training.runlog import Logger
 
-
 #: the checkpoint a run rewrites as it goes (``--resume auto`` continues from it)
 LAST_CHECKPOINT = "checkpoint_last.pth"
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
-from training import cli
+from training import cli, engine, runlog, tasks
 from training import distributed as du
-from training import engine, runlog, tasks
 from training.engine import LAST_CHECKPOINT
 
 #: the original's 8 loader workers, capped at this machine's cores

@@ -14,18 +14,16 @@ CLI: ``python -m data.sample --root DIR [--seed 0] [--patches sen12ms=8 validati
 from __future__ import annotations
 
 import argparse
-import csv
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import rasterio
 from affine import Affine
 
 from .bands import DFC2020_SEASONS, PATCH_SIZE, PIXEL_SIZE_M, SEN12MS_SEASONS, SENSORS, Season, Sensor
-from .labels import IGNORE_INDEX, dfc10_to_dfc8, single_label
+from .labels import dfc10_to_dfc8, single_label
+from .layout import BALANCED_HEADER, balanced_rows, patch_path, write_observations, write_patch
 
 __all__ = ["generate_sample_dataset", "DEFAULT_PATCHES", "main"]
 
@@ -186,21 +184,6 @@ def _lc(rng: np.random.Generator, latent: np.ndarray) -> np.ndarray:
     return np.concatenate([igbp_of[coarse][None], np.moveaxis(lccs[coarse], -1, 0)]).astype(np.uint16)
 
 
-def _write(path: Path, array: np.ndarray, crs: str, transform) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(driver="GTiff", height=array.shape[1], width=array.shape[2], count=array.shape[0],
-                   dtype=array.dtype.name, crs=crs, transform=transform)
-    if array.dtype == np.uint16 and array.shape[0] != 13:
-        profile.update(compress="deflate", zlevel=1)  # label maps compress ~100x; images are left raw
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(array)
-
-
-def _patch_path(root: Path, season: Season, scene: int, patch: int, sensor: Sensor) -> Path:
-    name = f"{season.value}_{sensor.value}_{scene}_p{patch}.tif"
-    return root / season.value / f"{sensor.value}_{scene}" / name
-
-
 def _resolve_patches(patches: Optional[Union[int, Mapping[str, int]]]) -> Dict[str, int]:
     counts = dict(DEFAULT_PATCHES)
     if isinstance(patches, int):
@@ -213,25 +196,6 @@ def _resolve_patches(patches: Optional[Union[int, Mapping[str, int]]]) -> Dict[s
     if any(v < 1 for v in counts.values()):
         raise ValueError(f"patch counts must be >= 1, got {counts}")
     return counts
-
-
-def _write_csv(path: Path, rows: Sequence[Sequence[object]], header: Optional[Sequence[str]] = None) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        if header:
-            writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _balanced_rows(rows: List[Tuple[str, int, int]], labels: List[int]) -> List[Tuple[object, ...]]:
-    """Repeat each row ``max_count // count(label)`` times (like the original's balanced list)."""
-    counts = Counter(l for l in labels if l != IGNORE_INDEX)
-    top = max(counts.values()) if counts else 1
-    out: List[Tuple[object, ...]] = []
-    for row, label in zip(rows, labels):
-        copies = 1 if label == IGNORE_INDEX else max(1, top // counts[label])
-        out.extend((*row, label, copy) for copy in range(copies))
-    return out
 
 
 def generate_sample_dataset(
@@ -284,14 +248,13 @@ def generate_sample_dataset(
             dfc_labels[split].append(single_label(dfc10_to_dfc8(latent)))
         for sensor, array in arrays.items():
             assert array.dtype == np.dtype(SENSORS[sensor].dtype) and array.shape[0] == SENSORS[sensor].count
-            _write(_patch_path(root, season, scene, patch, sensor), array, crs, transform)
+            write_patch(patch_path(root, season, scene, patch, sensor), array, crs, transform)
         csv_rows[split].append((season.csv_name, scene, patch))
 
     for split, rows in csv_rows.items():
-        _write_csv(root / f"{split}_observations.csv", rows)
-    _write_csv(root / "validation_observations_balanced_classes.csv",
-               _balanced_rows(csv_rows["validation"], dfc_labels["validation"]),
-               header=("Season", "Scene", "ID", "dfc_label", "copy_nr"))
+        write_observations(root / f"{split}_observations.csv", rows)
+    write_observations(root / "validation_observations_balanced_classes.csv",
+                       balanced_rows(csv_rows["validation"], dfc_labels["validation"]), header=BALANCED_HEADER)
     return root
 
 
@@ -313,9 +276,9 @@ def generate_scene(root: Union[str, Path], height: int = 600, width: int = 500, 
     latent = (np.argmax(fields, axis=0) + 1).astype(np.uint16)
     transform = Affine(PIXEL_SIZE_M, 0.0, 400000.0, 0.0, -PIXEL_SIZE_M, 5500000.0)
     paths = {"s2": root / "scene_s2.tif", "s1": root / "scene_s1.tif", "dfc": root / "scene_dfc.tif"}
-    _write(paths["s2"], _s2(rng, latent), crs, transform)
-    _write(paths["s1"], _s1(rng, latent, nan_pixels=0), crs, transform)
-    _write(paths["dfc"], latent[None], crs, transform)
+    write_patch(paths["s2"], _s2(rng, latent), crs, transform)
+    write_patch(paths["s1"], _s1(rng, latent, nan_pixels=0), crs, transform)
+    write_patch(paths["dfc"], latent[None], crs, transform)
     return paths
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 __all__ = ["UsageError", "run", "format_error", "constrain", "add_safety_arguments", "positive_int",
-           "non_negative_int", "positive_float", "non_negative_float", "fraction", "probability",
+           "non_negative_int", "positive_float", "non_negative_float", "fraction", "probability", "unit_interval",
            "str2bool", "BoolFlag", "add_bool_flag", "IgnoredFlag", "HelpFormatter"]
 
 
@@ -53,6 +53,7 @@ positive_float = _bounded(float, "> 0 and finite", lambda v: 0 < v < float("inf"
 non_negative_float = _bounded(float, ">= 0 and finite", lambda v: 0 <= v < float("inf"))
 fraction = _bounded(float, "in (0, 1]", lambda v: 0 < v <= 1)
 probability = _bounded(float, "in [0, 1)", lambda v: 0 <= v < 1)
+unit_interval = _bounded(float, "in [0, 1]", lambda v: 0 <= v <= 1)
 
 
 def constrain(parser: argparse.ArgumentParser, **types: Callable[[str], object]) -> None:

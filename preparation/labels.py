@@ -236,7 +236,7 @@ def _pixel_box(geom: dict, grid: Grid) -> Tuple[float, float, float, float]:
 
     walk(geom["coordinates"])
     inv = ~grid.transform
-    cols, rows = zip(*(inv * (x, y) for x in (min(xs), max(xs)) for y in (min(ys), max(ys))))
+    cols, rows = zip(*(inv @ (x, y) for x in (min(xs), max(xs)) for y in (min(ys), max(ys))))
     return min(cols), min(rows), max(cols), max(rows)
 
 

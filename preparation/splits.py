@@ -44,7 +44,7 @@ class BlockGrid:
     def bounds_of(self, grid: Grid, row: int, col: int, height: int, width: int) -> Tuple[float, ...]:
         """(left, bottom, right, top) of a pixel window of ``grid`` in this grid's CRS."""
         t = grid.transform
-        xs, ys = zip(*(t * (c, r) for c in (col, col + width) for r in (row, row + height)))
+        xs, ys = zip(*(t @ (c, r) for c in (col, col + width) for r in (row, row + height)))
         bounds = (min(xs), min(ys), max(xs), max(ys))
         if grid.crs is not None and self.crs is not None and grid.crs != self.crs:
             bounds = transform_bounds(grid.crs, self.crs, *bounds, densify_pts=21)

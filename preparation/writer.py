@@ -317,7 +317,7 @@ def _write_strip(scene: Scene, row: int, layers, plan: _Plan, settings: Settings
             root_name, season = rec.ROLES[r.role]
             season = season or scene.season
             r.season = season.value
-            transform = g.transform * Affine.translation(col, row)
+            transform = g.transform @ Affine.translation(col, row)
             for sensor, array in arrays.items():
                 write_patch(patch_path(out / root_name, season, scene.index, r.patch, Sensor(sensor)), array,
                             g.crs, transform)

@@ -245,6 +245,18 @@ def test_checkpoint_classes_names_colours_and_fallbacks():
         checkpoint_classes({"classes": {"classes": [{"color": "#000000"}]}}, 3)
 
 
+def test_the_documented_worldcover_table_is_the_code():
+    from data.classes import WORLDCOVER
+
+    rows = [line.split("|")[1:-1] for line in (ROOT / "docs" / "classes.md").read_text().splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    documented = {int(r[0]): r[3].strip() for r in rows}
+    coded = {r["code"]: r["class"].replace(" (no label)", "") for r in WORLDCOVER.describe()}
+    assert documented == coded
+    notes = {int(r[0]): r[4].strip() for r in rows}
+    assert all(notes[c] == n for c, n in WORLDCOVER.notes.items())
+
+
 # ------------------------------------------------------------------------------ end to end
 def _spy(monkeypatch, name, calls):
     real = getattr(train_evaluation, name)

@@ -149,8 +149,9 @@ class DFCDataset(Dataset):
     ``classes`` argument (a :class:`~data.classes.ClassScheme` or a ``classes.json`` path), else
     ``<base_dir>/classes.json`` (written by ``prepare_dataset.py``), else
     :data:`~data.classes.DFC8`, the paper's 8 classes (DFC codes 1-10, savanna and snow/ice
-    ignored). The ``lc`` layer always has the 8 DFC classes. Plus ``s1_nan_pixels`` (int: NaN values in the S1 crop, summed
-    over both bands, replaced by -25 dB before normalisation) and ``index`` (int).
+    ignored). The ``lc`` layer always has the 8 DFC classes. Plus ``s1_nan_pixels`` (int:
+    NaN values in the S1 crop, summed over both bands, replaced by -25 dB before
+    normalisation) and ``index`` (int).
     Labels: most frequent value incl. 255; multi-label: classes with >= 10 % of all pixels.
     S1 NaN never reaches a model: the original skipped such batches in its training loop;
     here they are repaired and counted, so a loop may still skip ``s1_nan_pixels > 0``.

@@ -139,6 +139,15 @@ def test_the_dataset_takes_its_classes_from_the_root(custom_root):
     assert set(np.unique(dfc[0]["dfc"].numpy()).tolist()) <= {0, 1, 255}  # values 1, 2, 3 read as DFC codes
 
 
+def test_the_default_scheme_reads_dfc_files_exactly_as_before():
+    from data.labels import dfc10_to_dfc8
+
+    every = np.arange(1 << 16, dtype=np.uint16)
+    np.testing.assert_array_equal(DFC8.table_u16()[every], dfc10_to_dfc8(every))
+    odd = np.array([np.nan, -1.0, 0.0, 3.0, 10.0, 10.7, 70000.0], dtype=np.float32)
+    np.testing.assert_array_equal(DFC8.to_indices(odd), dfc10_to_dfc8(odd))
+
+
 def test_the_dfc_figure_uses_the_roots_names_and_colours(custom_root):
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex

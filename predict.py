@@ -5,14 +5,17 @@ Runs a fine-tuned segmentation model (e.g. ``DoubleSwinTransformerSegmentation``
 classification model -- over a scene of any size with overlapping sliding windows and
 writes, on the Sentinel-2 grid (same CRS, transform and size):
 
-* ``--out``: uint8 Cloud-Optimised GeoTIFF of the 8 DFC classes (0-7, 255 = no data or
+* ``--out``: uint8 Cloud-Optimised GeoTIFF of the model's classes (0..K-1, 255 = no data or
   cloud) with overviews (mode resampling), a colour table, the class names as GDAL category
   names and a raster attribute table (in the ``.aux.xml`` sidecar) and as tags (``CLASS_NAMES``,
-  ``CLASS_i``), and the model, checkpoint, S2 offset and software version as tags;
+  ``CLASS_COLORS``, ``CLASS_i``), and the model, checkpoint, S2 offset and software version as
+  tags. Names and colours are the ones the checkpoint records (``train_evaluation.py`` stores
+  the dataset's classes); older checkpoints get the 8 DFC classes (``class_i`` for other counts);
 * ``--probabilities``: optional COG, one band per class: uint8 with scale 1/255 (255 = no
   data) or float32 (NaN = no data) with ``--probabilities_dtype float32``;
 * ``--preview``: optional PNG with a legend;
-* ``--summary``: optional JSON of per-class areas (km², cloud-free area); the table is always printed.
+* ``--summary``: optional JSON of per-class areas (km², cloud-free area) with the class names and
+  colours; the table is always printed.
 
 Inputs: ``--s2`` is a Sentinel-2 SAFE product (folder or ``.zip``; bands from
 ``GRANULE/*/IMG_DATA``, metadata from ``MTD_MSIL1C.xml``), a 13-band GeoTIFF (B01..B12 incl.
@@ -213,6 +216,24 @@ def build_model(ckpt, path, model_name=None, num_classes=None, extra_options=Non
     return model, name, options
 
 
+def map_classes(ckpt, model, path):
+    """Names and colours of the map's classes (:func:`inference.classes.checkpoint_classes`: the
+    checkpoint's ``classes``, else the DFC / ``class_i`` defaults), or None when the model does not
+    say how many outputs it has (the defaults then apply)."""
+    from data.errors import DatasetError
+    from inference.classes import checkpoint_classes
+
+    n = (getattr(model, "model_options", None) or {}).get("num_classes")
+    if n is None:
+        return None
+    try:
+        classes = checkpoint_classes(ckpt, int(n), source=str(path))
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(classes.note, file=sys.stderr)
+    return classes
+
+
 OUTPUT_FLAGS = (("--out", "out"), ("--probabilities", "probabilities"), ("--preview", "preview"),
                 ("--summary", "summary"))
 
@@ -286,6 +307,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
                                        _parse_options(args.model_option))
+    classes = map_classes(ckpt, model, args.checkpoint)
     del ckpt
     model.to(device)
     window = args.window or int(options.get("img_size") or 224)
@@ -340,6 +362,8 @@ def _run(args, device, s2, product, s2_offset) -> int:
                 "PROCESSING_BASELINE": product.baseline or "unknown", "PRODUCT_LEVEL": product.level or "unknown",
                 "CLOUD_MASK": cloud_line, "SOFTWARE_VERSION": software_version(),
                 "TIFFTAG_SOFTWARE": f"predict.py ({software_version()})"}
+        if classes is not None and classes.scheme:
+            tags["CLASS_SCHEME"] = classes.scheme
         if product.level == "L2A":
             tags["L2A_APPROXIMATION"] = "B10 filled from B09; surface reflectance used as top-of-atmosphere"
         tmp_out = writer.tmp_path_for(args.out)
@@ -348,11 +372,13 @@ def _run(args, device, s2, product, s2_offset) -> int:
             result = predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
                                    window=window, overlap=args.overlap, batch_size=args.batch_size,
                                    device=device, blend=args.blend, progress=args.progress,
-                                   tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype)
+                                   tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype,
+                                   class_names=classes and classes.names, colors=classes and classes.colors)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
         writer.to_cog(tmp_out, args.out, resampling="mode")
-        writer.write_categories(args.out, result.class_names, class_colors_rgb(result.num_classes))
+        writer.write_categories(args.out, result.class_names,
+                                class_colors_rgb(result.num_classes, result.class_colors))
         result.outputs["map"] = str(args.out)
         if tmp_prob:
             writer.to_cog(tmp_prob, args.probabilities, resampling="average")
@@ -369,7 +395,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
     summary = area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
                            s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
                            processing_baseline=product.baseline, cloud_mask=cloud_line,
-                           outputs=result.outputs)
+                           class_scheme=classes and classes.scheme, outputs=result.outputs)
     print(f"{result.mode} map written to {args.out}")
     print(format_summary(summary))
     if args.summary:
@@ -378,7 +404,7 @@ def _run(args, device, s2, product, s2_offset) -> int:
             json.dump(summary, f, indent=2)
         print(f"summary written to {args.summary}")
     if args.preview:
-        write_preview(args.out, args.preview, class_names=result.class_names,
+        write_preview(args.out, args.preview, class_names=result.class_names, colors=result.class_colors,
                       title=f"{Path(args.out).name}: {name} ({result.mode})")
         print(f"preview written to {args.preview}")
     return 0

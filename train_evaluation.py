@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from data.classes import ClassScheme
 from training import cli, engine, features, preflight, runlog, tasks
 from training import distributed as du
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
@@ -47,7 +48,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="published SSL checkpoint (swin_t.pth, resnet50.pth, ...) or a downstream "
                         "one; baselines ignore it, as the original did")
     m.add_argument("--target", default="dfc_label", choices=TARGETS)
-    m.add_argument("--num_classes", "--n_classes", dest="n_classes", type=int, default=8)
+    m.add_argument("--num_classes", "--n_classes", dest="n_classes", type=int, default=None,
+                   help="model outputs (default: the classes of --train_dir: its classes.json, else "
+                        "the 8 DFC classes; lc targets: 8)")
     add_bool_flag(m, "--finetuning", default=False,
                   help="train the backbone too (else: linear evaluation, backbone frozen)")
     m.add_argument("--s1_input_channels", type=int, default=2, choices=[0, 2],
@@ -199,7 +202,7 @@ def main(args, hooks=None) -> dict:
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
         return downstream_checkpoint(model, optimizer=optimizer if args.save_optimizer else None,
-                                     val_stats=val_stats, epochs=epochs_done,
+                                     val_stats=val_stats, epochs=epochs_done, classes=args.classes,
                                      **engine.resume_state(scheduler, None, config))
 
     logger = runlog.Logger(args.output_dir)
@@ -207,6 +210,7 @@ def main(args, hooks=None) -> dict:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"{setting_name(args)}: {len(train_set)} training / {len(val_set)} evaluation samples, "
               f"{trainable / 1e6:.2f} M trainable parameters, device {device}")
+        print(f"classes: {ClassScheme.from_json(args.classes).describe()}")
         print(f"optimiser: Adam, {plan.description}; "
               + ", ".join(f"{g.get('name', 'group')} lr {g['lr']:g}" for g in groups))
     maps = (ExampleMaps(task, args.example_maps)
@@ -257,22 +261,24 @@ def final_evaluation(args, model, loader, task, device, logger, config, seconds,
     if not du.is_main_process():
         return scores
     examples = maps.items if maps is not None else []
+    scheme = ClassScheme.from_json(args.classes)
+    names, colors = scheme.output_names(args.n_classes), scheme.output_colors(args.n_classes)
     out = Path(args.output_dir)
     title = f"{args.run_name or setting_name(args)} on {args.val_mode}"
     results = {"run_name": args.run_name or setting_name(args), "model": args.model,
                "target": args.target, "task": task.kind, "setting": setting_name(args),
                "finetuning": args.finetuning, "checkpoint": args.checkpoint,
                "eval_split": args.val_mode, "train_seconds": seconds, "scores": scores,
-               "config": config}
+               "classes": args.classes, "config": config}
     with open(out / "results.json", "w") as fp:
         json.dump(results, fp, indent=2, default=str)
-    print(f"\n## {title}\n\n{scores_table(scores, task.kind)}\n")
+    print(f"\n## {title}\n\n{scores_table(scores, task.kind, names)}\n")
     if "confusion_matrix" in scores:
-        fig = plot_confusion_matrix(scores["confusion_matrix"], title=title)
+        fig = plot_confusion_matrix(scores["confusion_matrix"], names, title=title)
         fig.savefig(out / "confusion_matrix.png", dpi=120)
         logger.figure("test/confusion_matrix", fig, args.epochs)
     if examples:
-        fig = plot_segmentation_examples(examples)
+        fig = plot_segmentation_examples(examples, names, colors)
         fig.savefig(out / "predictions.png", dpi=100)
         logger.figure("test/predictions", fig, args.epochs)
     print(f"results: {out / 'results.json'}")

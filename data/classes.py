@@ -29,7 +29,7 @@ import numpy as np
 from .errors import DatasetError
 from .labels import DFC_CLASSES, DFC_COLORS, IGNORE_INDEX
 
-__all__ = ["ClassScheme", "DFC8", "CLASSES_FILE", "scheme_of_root", "LabelMapping", "WORLDCOVER",
+__all__ = ["ClassScheme", "DFC8", "CLASSES_FILE", "scheme_of_root", "scheme_origin", "LabelMapping", "WORLDCOVER",
            "WORLDCOVER_CLASSES", "DFC10", "PRESETS", "read_label_mapping", "label_mapping"]
 
 CLASSES_FILE = "classes.json"
@@ -121,7 +121,27 @@ class ClassScheme:
 
     @property
     def is_dfc8(self) -> bool:
-        return (self.names, self.values) == (DFC8.names, DFC8.values)
+        return self.same_classes(DFC8)
+
+    def same_classes(self, other: "ClassScheme") -> bool:
+        """Same class names and label-file values, in the same order (colours and name aside)."""
+        return (self.names, self.values) == (other.names, other.values)
+
+    def describe(self) -> str:
+        """``3 classes (Water, Crop, Forest)``: one line for messages and logs."""
+        shown = ", ".join(self.names[:10]) + (", ..." if self.num_classes > 10 else "")
+        return f"{self.num_classes} class{'es' if self.num_classes != 1 else ''} ({shown})"
+
+    def output_names(self, num_outputs: int) -> List[str]:
+        """Names of a model's ``num_outputs`` classes: the scheme's, then ``class_K`` ... for
+        outputs beyond them (``--n_classes`` larger than the scheme); cut to ``num_outputs``."""
+        extra = [f"class_{i}" for i in range(self.num_classes, num_outputs)]
+        return (list(self.names) + extra)[:num_outputs]
+
+    def output_colors(self, num_outputs: int) -> List[str]:
+        """Colours matching :meth:`output_names` (a tab10 / tab20 palette for the extra outputs)."""
+        extra = _palette(num_outputs)[self.num_classes:] if num_outputs > self.num_classes else []
+        return (list(self.colors) + extra)[:num_outputs]
 
 
 DFC8 = ClassScheme(DFC_CLASSES, DFC_COLORS, (1, 2, 4, 5, 6, 7, 9, 10), "dfc")
@@ -132,6 +152,12 @@ def scheme_of_root(root: Union[str, Path]) -> ClassScheme:
     """The scheme of a dataset root: its ``classes.json`` if present, else :data:`DFC8`."""
     path = Path(root) / CLASSES_FILE
     return ClassScheme.load(path) if path.is_file() else DFC8
+
+
+def scheme_origin(root: Union[str, Path]) -> str:
+    """Where :func:`scheme_of_root` takes a root's scheme from, for messages."""
+    path = Path(root) / CLASSES_FILE
+    return str(path) if path.is_file() else f"{root} (no {CLASSES_FILE}: the 8 DFC2020 classes)"
 
 
 def _palette(k: int) -> List[str]:

@@ -13,14 +13,12 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from .bands import PATCH_SIZE, Season, Sensor, parse_season
+from .classes import ClassScheme, scheme_of_root
 from .errors import DatasetError, DatasetNotFoundError
 from .labels import (
-    DFC10_TO_DFC8,
-    DFC_CLASSES,
     IGBP_TO_DFC8,
     IGNORE_INDEX,
     NUM_CLASSES,
-    dfc10_to_dfc8,
     igbp_to_dfc8,
     multilabel_one_hot,
     single_label,
@@ -146,9 +144,14 @@ class DFCDataset(Dataset):
     A sample is a dict of float32 tensors with the original's keys: ``s1`` (2,H,W) and
     ``s2`` (13,H,W) normalised to [0, 1] (see :mod:`data.transforms`), ``lc`` (1,H,W)
     MODIS IGBP mapped to classes 0-7 / 255, ``lc_label`` () and ``lc_multilabel_one_hot``
-    (8,); DFC2020 modes add ``dfc``, ``dfc_label``, ``dfc_multilabel_one_hot`` from the
-    high-resolution map. Plus ``s1_nan_pixels`` (int: NaN values in the S1 crop, summed
-    over both bands, replaced by -25 dB before normalisation) and ``index`` (int).
+    (8,); DFC2020 modes add ``dfc``, ``dfc_label``, ``dfc_multilabel_one_hot`` (K,) from the
+    high-resolution map, in the K classes of the dataset's class scheme (:attr:`scheme`): the
+    ``classes`` argument (a :class:`~data.classes.ClassScheme` or a ``classes.json`` path), else
+    ``<base_dir>/classes.json`` (written by ``prepare_dataset.py``), else
+    :data:`~data.classes.DFC8`, the paper's 8 classes (DFC codes 1-10, savanna and snow/ice
+    ignored). The ``lc`` layer always has the 8 DFC classes. Plus ``s1_nan_pixels`` (int:
+    NaN values in the S1 crop, summed over both bands, replaced by -25 dB before
+    normalisation) and ``index`` (int).
     Labels: most frequent value incl. 255; multi-label: classes with >= 10 % of all pixels.
     S1 NaN never reaches a model: the original skipped such batches in its training loop;
     here they are repaired and counted, so a loop may still skip ``s1_nan_pixels > 0``.
@@ -198,9 +201,15 @@ class DFCDataset(Dataset):
         observations_csv: Optional[Union[str, Path]] = None,
         random_crop: Optional[bool] = None,
         sampling_seed: int = SAMPLING_SEED,
+        classes: Optional[Union[ClassScheme, str, Path]] = None,
     ) -> None:
         self.reader = SEN12MSReader(base_dir)
         self.base_dir = self.reader.root
+        if classes is None:
+            self.scheme = scheme_of_root(self.base_dir)
+        else:
+            self.scheme = classes if isinstance(classes, ClassScheme) else ClassScheme.load(classes)
+        self._dfc_table = self.scheme.table_u16()
         if mode not in MODES:
             raise DatasetError(f"unknown mode {mode!r} for dataset at {self.base_dir}; "
                                f"expected one of {', '.join(MODES)}")
@@ -259,12 +268,13 @@ class DFCDataset(Dataset):
 
     @property
     def classes(self) -> Tuple[str, ...]:
-        """Names of the 8 target classes (label i = ``classes[i]``, 255 = ignored)."""
-        return DFC_CLASSES
+        """Names of the ``dfc`` target classes (label i = ``classes[i]``, 255 = ignored); the
+        8 DFC classes unless the dataset has its own scheme (the ``lc`` targets always have 8)."""
+        return self.scheme.names
 
     @property
     def num_classes(self) -> int:
-        return len(DFC_CLASSES)
+        return self.scheme.num_classes
 
     @property
     def tiles_per_patch(self) -> int:
@@ -341,7 +351,8 @@ class DFCDataset(Dataset):
         sample.update(_label_entries("lc", _map_labels(igbp, _IGBP_TO_DFC8_U16, igbp_to_dfc8)))
         if self.has_dfc:
             dfc = read(season, scene, patch, Sensor.dfc, window=window)
-            sample.update(_label_entries("dfc", _map_labels(dfc, _DFC10_TO_DFC8_U16, dfc10_to_dfc8)))
+            sample.update(_label_entries("dfc", _map_labels(dfc, self._dfc_table, self.scheme.to_indices),
+                                         self.scheme.num_classes))
         sample["s1_nan_pixels"] = int(np.isnan(s1).sum())
         sample["index"] = index
         if self.transforms is not None:
@@ -352,6 +363,7 @@ class DFCDataset(Dataset):
         """Figure of a sample (see :func:`data.plot.plot_sample`)."""
         from .plot import plot_sample
 
+        kwargs.setdefault("classes", self.scheme)
         if isinstance(index_or_sample, dict):
             return plot_sample(index_or_sample, **kwargs)
         season, scene, patch = self.observation(index_or_sample)
@@ -370,20 +382,20 @@ def _u16_table(small: np.ndarray) -> np.ndarray:
     return table
 
 
-# uint16 files (lc, dfc): one table lookup instead of the general int64 path of data.labels
+# uint16 files (lc, dfc): one table lookup instead of the general int64 path of data.labels;
+# the dfc table is the scheme's (ClassScheme.table_u16: DFC8's equals dfc10_to_dfc8 on 0..65535)
 _IGBP_TO_DFC8_U16 = _u16_table(IGBP_TO_DFC8)
-_DFC10_TO_DFC8_U16 = _u16_table(DFC10_TO_DFC8)
 
 
 def _map_labels(array: np.ndarray, table_u16: np.ndarray, general: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``general(array)`` (``igbp_to_dfc8`` / ``dfc10_to_dfc8``); a single lookup for uint16 input."""
+    """``general(array)`` (``igbp_to_dfc8`` / ``scheme.to_indices``); a single lookup for uint16 input."""
     if array.dtype == np.uint16:
         return table_u16[array]
     return general(array)
 
 
-def _label_entries(key: str, label_map: np.ndarray) -> Sample:
-    """``key``, ``key_label`` and ``key_multilabel_one_hot`` for an 8-class (1,H,W) map.
+def _label_entries(key: str, label_map: np.ndarray, num_classes: int = NUM_CLASSES) -> Sample:
+    """``key``, ``key_label`` and ``key_multilabel_one_hot`` for a ``num_classes`` (1,H,W) map.
 
     Same values as :func:`data.labels.single_label` / :func:`~data.labels.multilabel_one_hot`
     (checked against them in the tests), from one histogram of the uint8 map.
@@ -392,12 +404,12 @@ def _label_entries(key: str, label_map: np.ndarray) -> Sample:
         return {
             key: torch.from_numpy(label_map.astype(np.float32)),
             f"{key}_label": torch.tensor(float(single_label(label_map)), dtype=torch.float32),
-            f"{key}_multilabel_one_hot": torch.from_numpy(multilabel_one_hot(label_map)),
+            f"{key}_multilabel_one_hot": torch.from_numpy(multilabel_one_hot(label_map, num_classes)),
         }
     counts = np.bincount(label_map.reshape(-1), minlength=IGNORE_INDEX + 1)
     size = max(label_map.size, 1)
     return {
         key: torch.from_numpy(label_map.astype(np.float32)),
         f"{key}_label": torch.tensor(float(np.argmax(counts)), dtype=torch.float32),
-        f"{key}_multilabel_one_hot": torch.from_numpy((counts[:NUM_CLASSES] / size >= 0.1).astype(np.float32)),
+        f"{key}_multilabel_one_hot": torch.from_numpy((counts[:num_classes] / size >= 0.1).astype(np.float32)),
     }

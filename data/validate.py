@@ -3,7 +3,8 @@
 :func:`check_dataset` looks at what :class:`~data.DFCDataset` would read, cheaply: the root,
 the observation lists (present, parseable, not empty), every season folder they name, and
 the first patch of each list (every sensor's file: present, readable, band count, dtype,
-256 x 256 px, and Sentinel-1 in dB rather than linear backscatter). Errors are
+256 x 256 px, and Sentinel-1 in dB rather than linear backscatter), and the root's
+``classes.json`` (parseable; the first ``dfc`` patch holds only its values and 0). Errors are
 :class:`~data.errors.DatasetError` (:class:`~data.errors.DatasetNotFoundError` for what is
 missing) whose message names the flag, the file and what to do.
 """
@@ -18,7 +19,7 @@ import numpy as np
 from .bands import PATCH_SIZE, SENSORS, Season, Sensor
 from .errors import DatasetError, DatasetNotFoundError
 
-__all__ = ["check_dataset", "check_patch_array", "SAMPLE_HINT"]
+__all__ = ["check_dataset", "check_patch_array", "check_label_values", "check_same_classes", "SAMPLE_HINT"]
 
 SAMPLE_HINT = "`python -m data.sample --root sample_data` writes a small sample dataset"
 
@@ -58,6 +59,19 @@ def check_patch_array(array: np.ndarray, sensor: Sensor, path: Union[str, Path])
                            f"({spec.description})")
 
 
+def check_label_values(array: np.ndarray, scheme, path: Union[str, Path], scheme_path: Union[str, Path]) -> None:
+    """Raise :class:`DatasetError` if a ``dfc`` patch holds values its root's ``classes.json``
+    does not define (0 = no label is always allowed; DFC codes 3 and 8 for the DFC classes)."""
+    allowed = set(int(v) for v in scheme.values) | {0} | ({3, 8} if scheme.is_dfc8 else set())
+    found = np.unique(np.asarray(array))
+    unknown = [int(v) for v in found if v == v and int(v) not in allowed]
+    if unknown:
+        listed = ", ".join(str(v) for v in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise DatasetError(f"{path}: label value(s) {listed} are not classes of {scheme_path} (values "
+                           f"{', '.join(str(v) for v in scheme.values)}; 0 = no label): the labels and the "
+                           "class file do not belong together")
+
+
 def check_dataset(root: Optional[Union[str, Path]], mode: str, *, flag: str = "--train_dir",
                   mode_flag: str = "--train_mode", balanced_classes: bool = False,
                   observations_csv: Optional[Union[str, Path]] = None) -> Dict[Path, int]:
@@ -83,6 +97,13 @@ def check_dataset(root: Optional[Union[str, Path]], mode: str, *, flag: str = "-
         files = observation_files(root, mode, balanced_classes, observations_csv)
     except DatasetNotFoundError as err:
         raise DatasetNotFoundError(f"{flag} {root} ({mode_flag} {mode}): {err}") from None
+    from .classes import CLASSES_FILE, scheme_of_root
+
+    try:
+        scheme = scheme_of_root(root)
+    except DatasetError as err:
+        raise DatasetError(f"{flag} {root}: {err}") from None
+    own_scheme = (root / CLASSES_FILE).is_file()
     reader = SEN12MSReader(root)
     sensors = [Sensor.s1, Sensor.s2, Sensor.lc] + ([Sensor.dfc] if mode in DFC2020_MODES else [])
     counts: Dict[Path, int] = {}
@@ -111,4 +132,24 @@ def check_dataset(root: Optional[Union[str, Path]], mode: str, *, flag: str = "-
             except DatasetError as err:
                 raise type(err)(f"{err} (first observation of {csv_path})") from None
             check_patch_array(array, sensor, reader.path(season, scene, patch, sensor))
+            if sensor is Sensor.dfc and own_scheme:
+                check_label_values(array, scheme, reader.path(season, scene, patch, sensor), root / CLASSES_FILE)
     return counts
+
+
+def check_same_classes(train_root: Union[str, Path], val_root: Optional[Union[str, Path]], *,
+                       flag: str = "--train_dir", val_flag: str = "--val_dir"):
+    """The class scheme both roots share (:func:`data.classes.scheme_of_root`); a one-line
+    :class:`DatasetError` naming both files when they differ (names or label-file values)."""
+    from .classes import scheme_of_root, scheme_origin
+
+    scheme = scheme_of_root(train_root)
+    if val_root is None or Path(val_root).resolve() == Path(train_root).resolve():
+        return scheme
+    other = scheme_of_root(val_root)
+    if not scheme.same_classes(other):
+        raise DatasetError(
+            f"{flag} and {val_flag} have different classes: {scheme_origin(train_root)} has "
+            f"{scheme.describe()}, {scheme_origin(val_root)} has {other.describe()}; train and evaluate "
+            "on datasets with the same classes.json")
+    return scheme

@@ -34,12 +34,15 @@ def pixel_area_m2(transform, crs, row_off: int = 0, rows: int = 1) -> np.ndarray
 
 
 def area_summary(result, **extra) -> dict:
-    """Per-class pixel counts and areas (km²) of a :class:`inference.scene.SceneResult`, as a JSON-ready dict."""
+    """Per-class pixel counts and areas (km²) of a :class:`inference.scene.SceneResult`, as a JSON-ready dict
+    (each class with its index, name, ``#rrggbb`` colour, pixels, area and share of the valid area)."""
     valid_area = float(result.area_m2.sum())
     classes = []
+    colors = list(getattr(result, "class_colors", None) or [])
     for i, name in enumerate(result.class_names):
         a = float(result.area_m2[i])
-        classes.append({"index": i, "name": name, "pixels": int(result.pixel_counts[i]),
+        classes.append({"index": i, "name": name, **({"color": colors[i]} if i < len(colors) else {}),
+                        "pixels": int(result.pixel_counts[i]),
                         "area_km2": a / 1e6, "fraction": (a / valid_area) if valid_area > 0 else 0.0})
     g = result.grid
     px = pixel_area_m2(g.transform, g.crs, 0, 1)[0]

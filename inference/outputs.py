@@ -18,7 +18,7 @@ import torch
 
 from data.labels import IGNORE_INDEX
 from inference.areas import pixel_area_m2
-from inference.classes import class_colors_rgb, default_class_names
+from inference.classes import class_colors_rgb, default_class_names, rgb_to_hex
 from inference.sources import Grid
 from inference.writer import TiledWriter
 
@@ -46,6 +46,7 @@ class SceneResult:
     cloud_masked: bool = False     # a cloud mask was applied
     cloud_pixels: int = 0          # data pixels written as no data because the mask flags them
     cloud_area_m2: float = 0.0
+    class_colors: List[str] = field(default_factory=list)   # #rrggbb per class
 
 
 
@@ -65,20 +66,21 @@ class SceneOutputs:
         names = list(class_names) if class_names is not None else default_class_names(C)
         if len(names) != C:
             raise ValueError(f"{len(names)} class names for a model with {C} outputs")
+        rgb = class_colors_rgb(C, colors)
         self.result = SceneResult(mode=mode, num_classes=C, grid=grid, class_names=names,
                                   pixel_counts=np.zeros(C, np.int64), area_m2=np.zeros(C, np.float64),
                                   nodata_pixels=0, nodata_area_m2=0.0, windows=0, window=window, stride=stride,
-                                  cloud_masked=cloud_masked)
+                                  cloud_masked=cloud_masked, class_colors=[rgb_to_hex(c) for c in rgb])
         self.grid, self.blend, self.probabilities_dtype = grid, blend, probabilities_dtype
         self.keep_in_memory, self.return_probabilities = keep_in_memory, return_probabilities
         self.mem_labels: List[np.ndarray] = []
         self.mem_probs: List[np.ndarray] = []
         self.label_writer = self.prob_writer = None
-        t = {"CLASS_NAMES": json.dumps(names), "NODATA_VALUE": str(IGNORE_INDEX),
+        t = {"CLASS_NAMES": json.dumps(names), "CLASS_COLORS": json.dumps(self.result.class_colors),
+             "NODATA_VALUE": str(IGNORE_INDEX),
              "PREDICTION_MODE": mode, "WINDOW": str(window), "STRIDE": str(stride), **(tags or {})}
         t.update({f"CLASS_{i}": n for i, n in enumerate(names)})
         if out_path is not None:
-            rgb = class_colors_rgb(C, colors)
             cmap = {i: (*rgb[i], 255) for i in range(C)}
             cmap.update({i: (0, 0, 0, 0) for i in range(C, 256)})
             self.label_writer = TiledWriter(out_path, grid, 1, "uint8", IGNORE_INDEX, 2, max_rows, tags=t,

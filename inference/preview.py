@@ -1,4 +1,10 @@
-"""A PNG preview (with a legend) of a written label map, drawn from a decimated read."""
+"""A PNG preview (with a legend) of a written label map, drawn from a decimated read.
+
+The class names and colours come from the arguments, else from the map's ``CLASS_NAMES`` /
+``CLASS_COLORS`` tags (written by :class:`inference.outputs.SceneOutputs`). The legend is also
+stored in the PNG as a ``Legend`` text chunk (JSON ``[[value, name, "#rrggbb"], ...]``), so tools
+and tests can read it without looking at the pixels.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,31 @@ import rasterio
 from rasterio.enums import Resampling
 
 from data.labels import IGNORE_INDEX
-from inference.classes import class_colors_rgb, default_class_names
+from inference.classes import class_colors_rgb, default_class_names, rgb_to_hex
 
-__all__ = ["write_preview"]
+__all__ = ["write_preview", "legend_entries", "read_legend"]
+
+
+def _json_tag(tags, key):
+    try:
+        return json.loads(tags.get(key, "null"))
+    except json.JSONDecodeError:
+        return None
+
+
+def legend_entries(class_names: Sequence[str], colors=None) -> list:
+    """``[[value, name, "#rrggbb"], ...]``: the classes, then the no-data value (white in the PNG)."""
+    rgb = class_colors_rgb(len(class_names), colors)
+    return ([[i, str(n), rgb_to_hex(rgb[i])] for i, n in enumerate(class_names)]
+            + [[IGNORE_INDEX, "no data", "#ffffff"]])
+
+
+def read_legend(png_path) -> list:
+    """The legend a preview PNG stores (:func:`legend_entries`)."""
+    from PIL import Image
+
+    with Image.open(png_path) as im:
+        return json.loads(im.text["Legend"])
 
 
 def write_preview(map_path, png_path, class_names: Optional[Sequence[str]] = None, colors=None,
@@ -28,15 +56,17 @@ def write_preview(map_path, png_path, class_names: Optional[Sequence[str]] = Non
         scale = max(ds.width / max_size, ds.height / max_size, 1.0)
         shape = (max(1, int(round(ds.height / scale))), max(1, int(round(ds.width / scale))))
         labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
-        if class_names is None:
-            try:
-                class_names = json.loads(ds.tags().get("CLASS_NAMES", "null"))
-            except json.JSONDecodeError:
-                class_names = None
+        tags = ds.tags()
         crs = ds.crs
+    if class_names is None:
+        class_names = _json_tag(tags, "CLASS_NAMES")
+    if colors is None and class_names is not None:
+        tagged = _json_tag(tags, "CLASS_COLORS")
+        colors = tagged if isinstance(tagged, list) and len(tagged) == len(class_names) else None
     if class_names is None:
         class_names = default_class_names(int(labels[labels != IGNORE_INDEX].max(initial=0)) + 1)
     C = len(class_names)
+    legend = legend_entries(class_names, colors)
     rgb = np.asarray(class_colors_rgb(C, colors), dtype=np.float64) / 255.0
     rgba = np.ones((shape[0], shape[1], 4))
     valid = labels < C
@@ -57,5 +87,5 @@ def write_preview(map_path, png_path, class_names: Optional[Sequence[str]] = Non
     handles.append(Patch(facecolor="white", edgecolor="k", linewidth=0.3, label=f"{IGNORE_INDEX}: no data"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9, frameon=False)
     Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, bbox_inches="tight", pad_inches=0.1)
+    fig.savefig(png_path, bbox_inches="tight", pad_inches=0.1, metadata={"Legend": json.dumps(legend)})
     return str(png_path)

@@ -31,7 +31,9 @@ the pre-training models' ``published_state_dict()`` (``models.pretrain``).
 Formats written: ``backbone_checkpoint`` -> ``{"epoch", "arch", "state_dict", "optimizer"}`` with
 ``state_dict`` in the PUBLISHED layout (``to_published_state_dict``), readable by the original code;
 ``downstream_checkpoint`` -> ``{"model_weights", "optim_state", "val_stats", "epochs", "model_name",
-"model_options"}`` so that ``models.load_model`` can rebuild the model.
+"model_options"}`` so that ``models.load_model`` can rebuild the model, plus ``classes`` (the class
+scheme the model was trained on, :meth:`data.classes.ClassScheme.to_json`: names, colours and
+label-file values, read by ``predict.py``) when given; checkpoints without it stay valid.
 """
 from __future__ import annotations
 
@@ -330,16 +332,22 @@ def backbone_checkpoint(model: nn.Module, epoch: int, optimizer: Optional[torch.
 def downstream_checkpoint(model: nn.Module, model_name: Optional[str] = None,
                           model_options: Optional[Mapping[str, Any]] = None,
                           optimizer: Optional[torch.optim.Optimizer] = None, val_stats: Any = None,
-                          epochs: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
+                          epochs: Optional[int] = None, classes: Optional[Mapping[str, Any]] = None,
+                          **extra: Any) -> Dict[str, Any]:
     """Downstream checkpoint: the original's keys plus ``model_name`` / ``model_options``
-    (default: what ``create_model`` recorded on the model), so ``load_model`` can rebuild it."""
+    (default: what ``create_model`` recorded on the model), so ``load_model`` can rebuild it, and
+    ``classes`` (a class scheme as JSON: ``{"scheme", "classes": [{"name", "color", "value"}, ...]}``)
+    when given."""
     if model_options is None:
         model_options = getattr(model, "model_options", {})
-    return {"model_weights": model.state_dict(),
-            "optim_state": optimizer.state_dict() if optimizer is not None else None,
-            "val_stats": val_stats, "epochs": epochs,
-            "model_name": model_name or getattr(model, "model_name", type(model).__name__),
-            "model_options": dict(model_options), **extra}
+    out = {"model_weights": model.state_dict(),
+           "optim_state": optimizer.state_dict() if optimizer is not None else None,
+           "val_stats": val_stats, "epochs": epochs,
+           "model_name": model_name or getattr(model, "model_name", type(model).__name__),
+           "model_options": dict(model_options), **extra}
+    if classes is not None:
+        out["classes"] = dict(classes)
+    return out
 
 
 def save_checkpoint(obj: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:

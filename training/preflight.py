@@ -24,7 +24,7 @@ from training import distributed as du
 from training.cli import UsageError
 from training.engine import LAST_CHECKPOINT
 
-__all__ = ["check_downstream", "check_pretraining", "prepare_run_folder",
+__all__ = ["check_downstream", "check_pretraining", "prepare_run_folder", "resolve_classes",
            "check_resume", "run_files", "DOWNSTREAM_RESUME_KEYS", "PRETRAINING_RESUME_KEYS",
            "SWIN_RESUME_KEYS"]
 
@@ -37,7 +37,7 @@ MIN_RESNET_PX = 32  # five stride-2 stages: smaller crops end in a 0 x 0 feature
 DOWNSTREAM_RESUME_KEYS = ("model", "target", "n_classes", "base_model", "s1_input_channels",
                           "s2_input_channels", "finetuning", "image_px_size", "train_mode",
                           "clip_sample_values", "balanced_classes_train", "train_used_data_fraction",
-                          "reproduce_original")
+                          "reproduce_original", "classes")
 #: the same for the ResNet pre-training (keys of its stored config, ``vars(args)``)
 PRETRAINING_RESUME_KEYS = ("arch", "temperature", "image_px_size", "train_mode", "clip_sample_values",
                            "train_used_data_fraction")
@@ -171,12 +171,15 @@ def _plain(value: Any) -> Any:
 
 
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any],
-                       keys: Iterable[str]) -> List[str]:
+                       keys: Iterable[str], defaults: Optional[Mapping[str, Any]] = None) -> List[str]:
     """``key: checkpoint X, now Y`` for each of ``keys`` (or leaf under a key prefix) that differs.
 
-    Keys the stored config does not hold (older checkpoints) are not compared.
+    Keys the stored config does not hold (older checkpoints) are not compared. ``defaults``: what a
+    stored ``None`` means for a key whose default is resolved at run time (``--n_classes``: the
+    dataset's number of classes).
     """
     stored_leaves, current_leaves = _leaves(stored), _leaves(current)
+    defaults = defaults or {}
     out = []
     for key in keys:
         names = sorted(n for n in stored_leaves if n == key or n.startswith(key + "."))
@@ -184,16 +187,20 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any],
             if name not in current_leaves:
                 continue
             a, b = _plain(stored_leaves[name]), _plain(current_leaves[name])
+            if a is None and name in defaults:
+                a = _plain(defaults[name])
             if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)):
                 out.append(f"{name}: checkpoint {a!r}, now {b!r}")
     return out
 
 
 def check_resume(resume: Optional[str], output_dir, *, kind: str, current: Mapping[str, Any],
-                 keys: Sequence[str], arch: Optional[str] = None, model_name: Optional[str] = None) -> None:
+                 keys: Sequence[str], arch: Optional[str] = None, model_name: Optional[str] = None,
+                 defaults: Optional[Mapping[str, Any]] = None) -> None:
     """Refuse a ``--resume`` checkpoint of the wrong kind, model, architecture or settings.
 
-    ``kind`` is ``"pretraining"`` or ``"downstream"``; ``current`` the config this run would save.
+    ``kind`` is ``"pretraining"`` or ``"downstream"``; ``current`` the config this run would save;
+    ``defaults`` as in :func:`config_differences`.
     """
     from models.checkpoint import read_checkpoint
     from training.engine import resolve_resume
@@ -234,7 +241,7 @@ def check_resume(resume: Optional[str], output_dir, *, kind: str, current: Mappi
         if du.is_main_process():
             print(f"note: {path} records no config; only its kind and model were checked")
         return
-    diffs = config_differences(stored, current, keys)
+    diffs = config_differences(stored, current, keys, defaults)
     if diffs:
         raise UsageError(
             f"{flag} was trained with other settings: " + "; ".join(diffs)
@@ -259,9 +266,10 @@ def _check_data(args, *, train_balanced: bool = False, val_root_flag: str = "--v
 
 # --------------------------------------------------------------------------- downstream
 def check_downstream(args) -> None:
-    """Everything ``train_evaluation.py`` can check before it builds anything."""
-    from data.labels import NUM_CLASSES
+    """Everything ``train_evaluation.py`` can check before it builds anything.
 
+    Also resolves the classes (:func:`resolve_classes`): ``args.n_classes`` and ``args.classes``.
+    """
     model, target = args.model, args.target
     if model in PRETRAINING_MODELS:
         raise UsageError(f"--model {model} is a pre-training model (outputs embeddings, not classes); "
@@ -276,11 +284,6 @@ def check_downstream(args) -> None:
     if target.startswith("dfc") and args.train_mode == "sen12ms":
         raise UsageError(f"--target {target} needs DFC2020 labels, which --train_mode sen12ms does not "
                          "have: use --train_mode validation, test or dfc (or an lc_* target)")
-    if target in MULTI_LABEL_TARGETS and args.n_classes != NUM_CLASSES:
-        raise _flag_error("--n_classes", args.n_classes, f"the multi-label target {target} has "
-                          f"{NUM_CLASSES} classes")
-    _check_range("--n_classes", args.n_classes, lambda v: v >= NUM_CLASSES,
-                 f">= {NUM_CLASSES} (the targets have {NUM_CLASSES} classes)")
     if args.s1_input_channels == 0 and args.s2_input_channels == 0:
         raise UsageError("--s1_input_channels 0 and --s2_input_channels 0 drop both inputs")
     for flag, name in (("--epochs", "epochs"), ("--batch_size", "batch_size"),
@@ -306,12 +309,42 @@ def check_downstream(args) -> None:
         _check_start_checkpoint(args.checkpoint)
     _check_data(args, train_balanced=args.balanced_classes_train, val_balanced=args.balanced_classes_val,
                 val_required=True)
+    scheme = resolve_classes(args)
     current = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     keys = [k for k in DOWNSTREAM_RESUME_KEYS if (k != "base_model" or _uses_base_model(model))
             and (k != "finetuning" or model not in BASELINES)]
     check_resume(args.resume, args.output_dir, kind="downstream", current=current, keys=keys,
-                 model_name=model)
+                 model_name=model, defaults={"n_classes": scheme.num_classes})
     prepare_run_folder(args.output_dir, args.resume, getattr(args, "overwrite", False))
+
+
+def resolve_classes(args):
+    """The run's classes: ``args.classes`` (the scheme as JSON, :meth:`data.classes.ClassScheme.to_json`)
+    and ``args.n_classes`` (default: the scheme's K).
+
+    ``dfc*`` targets: the scheme of ``--train_dir`` (its ``classes.json``, else the 8 DFC classes),
+    which ``--val_dir`` must share; ``lc*`` targets: the 8 DFC classes (MODIS IGBP mapped onto them).
+    An explicit ``--n_classes`` must be K for the multi-label target, >= K otherwise.
+    Returns the :class:`~data.classes.ClassScheme`.
+    """
+    from data.classes import DFC8, scheme_origin
+    from data.validate import check_same_classes
+
+    if args.target.startswith("dfc"):
+        scheme = check_same_classes(args.train_dir, args.val_dir, val_flag="--val_dir")
+        origin = scheme_origin(args.train_dir)
+    else:
+        scheme, origin = DFC8, "the lc layer (MODIS IGBP)"
+    k = scheme.num_classes
+    if args.n_classes is None:
+        args.n_classes = k
+    if args.target in MULTI_LABEL_TARGETS and args.n_classes != k:
+        raise _flag_error("--n_classes", args.n_classes, f"the multi-label target {args.target} has "
+                          f"{k} classes ({origin}); leave --n_classes out to use them")
+    _check_range("--n_classes", args.n_classes, lambda v: v >= k,
+                 f">= {k} (the targets have {k} classes: {origin})")
+    args.classes = scheme.to_json()
+    return scheme
 
 
 def _check_start_checkpoint(path) -> None:

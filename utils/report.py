@@ -95,10 +95,11 @@ def plot_confusion_matrix(cm, class_names=CLASS_NAMES, title: str = "Confusion m
     return fig
 
 
-def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES):
+def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES, colors=None):
     """Rows of (S2 RGB, true map, predicted map) for a few test patches.
 
-    ``examples``: dicts with ``s2`` (13,H,W) normalised, ``true`` (H,W) and ``pred`` (H,W).
+    ``examples``: dicts with ``s2`` (13,H,W) normalised, ``true`` (H,W) and ``pred`` (H,W);
+    ``colors``: ``#rrggbb`` per class (default: the DFC palette).
     """
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -107,17 +108,19 @@ def plot_segmentation_examples(examples: list[dict], class_names=CLASS_NAMES):
 
     from data.labels import DFC_COLORS, NO_DATA_COLOR, colorize
 
+    colors = tuple(colors) if colors is not None else DFC_COLORS
+
     fig, axes = plt.subplots(len(examples), 3, figsize=(9, 3 * len(examples)), squeeze=False)
     for row, ex in zip(axes, examples):
         rgb = np.asarray(ex["s2"])[[3, 2, 1]].transpose(1, 2, 0)
         rgb = np.clip(rgb / max(np.percentile(rgb, 98), 1e-6), 0, 1)
         row[0].imshow(rgb)
         for ax, key in zip(row[1:], ("true", "pred")):
-            ax.imshow(colorize(np.asarray(ex[key])), interpolation="nearest")
+            ax.imshow(colorize(np.asarray(ex[key]), colors), interpolation="nearest")
         for ax, t in zip(row, ("S2 RGB", "true", "predicted")):
             ax.set_title(t)
             ax.axis("off")
-    handles = [Patch(color=c, label=n) for c, n in zip(DFC_COLORS, class_names)]
+    handles = [Patch(color=c, label=n) for c, n in zip(colors, class_names)]
     handles.append(Patch(color=NO_DATA_COLOR, label="no data (255)"))
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))

@@ -8,7 +8,8 @@ headline metrics in %: the project's whole-set metrics, then the original's defi
 ("(orig.)", from ``scores["original"]``) to set a row beside the paper's. The original's
 overall (micro) multi-label P/R/F1 equal the project's unless there is no true positive at
 all (0 there, NaN here), so only its averages get columns. Runs from before the original's
-definitions were recorded show "–" there.
+definitions were recorded show "–" there. A run trained on its own classes (a dataset's
+``classes.json``, recorded as ``classes`` in ``results.json``) says so in its setting column.
 """
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ def find_results(paths: list[str]) -> list[Path]:
     return found
 
 
+def _classes_note(classes) -> str:
+    """``, classes my-region (3)`` for a run on its own classes; empty for the 8 DFC classes."""
+    from data.classes import ClassScheme
+    from data.errors import DatasetError
+
+    if not classes:
+        return ""
+    try:
+        scheme = ClassScheme.from_json(classes, "results.json")
+    except DatasetError:
+        return ", classes unreadable"
+    return "" if scheme.is_dfc8 else f", classes {scheme.scheme} ({scheme.num_classes})"
+
+
 def results_tables(files: list[Path]) -> str:
     """Markdown: one table per task, one row per run."""
     runs = [json.loads(f.read_text()) | {"_path": str(f.parent)} for f in files]
@@ -65,6 +80,7 @@ def results_tables(files: list[Path]) -> str:
             else:
                 setting = ("fine-tuned" if r.get("finetuning") else "frozen") + \
                           (" (from SSL)" if r.get("checkpoint") else "")
+            setting += _classes_note(r.get("classes"))
             original = r["scores"].get("original") or {}
             values = [r["scores"].get(c) for c in cols] + [original.get(c) for c in orig]
             out.append(f"| {r['run_name']} | {r['model']} | {setting} | " +

@@ -258,10 +258,11 @@ def generate_sample_dataset(
     return root
 
 
-def generate_scene(root: Union[str, Path], height: int = 600, width: int = 500, seed: int = 0,
+def generate_scene(root: Union[str, Path], height: int = 1280, width: int = 1280, seed: int = 0,
                    crs: str = "EPSG:32632") -> Dict[str, Path]:
     """Write one larger scene (``scene_s2.tif`` 13 bands, ``scene_s1.tif`` VV/VH dB and the
-    reference ``scene_dfc.tif``) for whole-scene prediction (``predict.py``).
+    reference ``scene_dfc.tif``) for whole-scene prediction (``predict.py``) and, as a user's own
+    region, for ``prepare_dataset.py`` (the default 1280 x 1280 px holds 25 blocks of 256 px).
 
     The land cover has coherent regions of every class over the whole scene (no patch
     seams), synthesised exactly as the patches are. Returns the three paths.
@@ -317,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "test=N (default: sen12ms=%(sen12ms)d validation=%(validation)d test=%(test)d)"
               % DEFAULT_PATCHES).replace("%", "%%"),
     )
-    parser.add_argument("--scene", metavar="HxW", default="600x500",
+    parser.add_argument("--scene", metavar="HxW", default="1280x1280",
                         help="also write one larger scene (scene_s2.tif, scene_s1.tif, scene_dfc.tif) "
                              "for predict.py; 'none' to skip (default: %(default)s)")
     args = parser.parse_args(argv)

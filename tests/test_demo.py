@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from demo import evidence
 
@@ -35,7 +36,7 @@ def test_quick_demo_prints_the_three_blocks_and_writes_the_monitor_png(tmp_path)
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_smoke",
+    out = subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_smoke", "--skip_own_data",
                           "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for block in ("A. Downstream learning", "B. Pre-training learning", "C. SSL vs random init"):
@@ -54,7 +55,7 @@ def test_a_resumed_demo_reuses_its_evidence_only_for_the_same_settings(tmp_path)
     import sys
 
     def demo(*extra):
-        return subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_smoke",
+        return subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_smoke", "--skip_own_data",
                                "--out", str(tmp_path), *extra], cwd=REPO, capture_output=True,
                               text=True, timeout=300)
 
@@ -80,3 +81,25 @@ def test_an_interrupted_smoke_step_is_started_again_not_refused(tmp_path, capsys
     assert "unfinished run of an earlier demo" in capsys.readouterr().out
     (run / "results.json").write_text("{}")                            # finished: never replaced
     assert run_demo.restart_flags(run, "results.json") == []
+
+
+@pytest.mark.slow
+def test_quick_own_data_block_prepares_trains_maps_and_scores_the_test_area(tmp_path):
+    """``demo/run_demo.py --quick --skip_evidence --skip_smoke``: the 'your own data' loop as a user runs it."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "demo/run_demo.py", "--quick", "--skip_evidence", "--skip_smoke",
+                          "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    own = tmp_path / "out" / "own_data"
+    line = (own / "accuracy.txt").read_text()
+    assert line.startswith("map accuracy on the held-out test area:") and line.strip() in out.stdout
+    assert "chance:" in line and "uniform over 7 classes" in line
+    meta = json.loads((own / "dataset" / "dataset.json").read_text())
+    assert [c["name"] for c in meta["classes"]["classes"]][:2] == ["Forest", "Shrub and grassland"]
+    assert meta["patches"]["test"] >= 1 and (own / "dataset" / "footprints.png").is_file()
+    summary = json.loads((own / "areas.json").read_text())
+    assert [c["name"] for c in summary["classes"]] == [c["name"] for c in meta["classes"]["classes"]]

@@ -407,3 +407,29 @@ def test_all_three_scripts_train_on_a_prepared_dataset(scene, tmp_path):
            "--train_used_data_fraction", "0.2", "--output_dir", tmp_path / "swin")
     for run_dir in ("res", "swin"):
         assert (tmp_path / run_dir / "checkpoint_last.pth").is_file()
+
+
+def test_map_accuracy_counts_each_test_pixel_once_and_refuses_another_grid(scene, tmp_path):
+    from data.errors import DatasetError
+    from preparation.assess import map_accuracy
+
+    out = tmp_path / "ds"
+    prepared(scene, out, "--stride", "128", "--block_size", "256", "--split_fractions", "0.5", "0.2", "0.3")
+    with rasterio.open(scene["dfc"]) as ref:
+        t, truth = ref.transform, DFC8.to_indices(ref.read(1))
+    pred = truth.copy()
+    pred[:, :384] = np.where(pred[:, :384] == 0, 1, 0)      # the left half: every labelled pixel wrong
+    write_tif(tmp_path / "map.tif", pred[None].astype(np.uint8), t)
+    tests = [r for r in written(out) if r["role"] == "test"]
+    area = np.zeros(truth.shape, bool)
+    for r in tests:
+        area[int(r["row"]):int(r["row"]) + 256, int(r["col"]):int(r["col"]) + 256] = True
+    valid = area & (truth != 255)
+    expected = (pred[valid] == truth[valid]).mean()
+    result = map_accuracy(out, tmp_path / "map.tif")
+    assert result["pixels"] == valid.sum() and result["oa"] == pytest.approx(expected)
+    assert result["ci"][0] <= result["oa"] <= result["ci"][1] and result["blocks"] >= 1
+    assert result["chance_uniform"] == pytest.approx(1 / 8)
+    write_tif(tmp_path / "shifted.tif", pred[None].astype(np.uint8), Affine(10, 0, ORIGIN[0] + 10, 0, -10, ORIGIN[1]))
+    with pytest.raises(DatasetError, match="not on the grid"):
+        map_accuracy(out, tmp_path / "shifted.tif")

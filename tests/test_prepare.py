@@ -433,3 +433,30 @@ def test_map_accuracy_counts_each_test_pixel_once_and_refuses_another_grid(scene
     write_tif(tmp_path / "shifted.tif", pred[None].astype(np.uint8), Affine(10, 0, ORIGIN[0] + 10, 0, -10, ORIGIN[1]))
     with pytest.raises(DatasetError, match="not on the grid"):
         map_accuracy(out, tmp_path / "shifted.tif")
+
+
+def test_two_products_of_one_region_share_the_blocks(scene, tmp_path):
+    """A second product (another date, shifted grid): the same ground falls in the same split."""
+    with rasterio.open(scene["s2"]) as src:
+        second = src.read()[:, 128:, 192:]
+        shifted = src.transform @ Affine.translation(192, 128)
+    other = write_tif(tmp_path / "S2B_MSIL1C_20230105T103031_N0509_R108_T32TMT_x.tif", second, shifted)
+    out = tmp_path / "ds"
+    assert run(["--s2", scene["s2"], other, "--s1", scene["s1"], "--labels", scene["dfc"], "--classes", "dfc",
+                "--s2_offset", "0", "--out", out, "--block_size", "384", "--stride", "128", "--split_fractions",
+                "0.5", "0.2", "0.3"]) == 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert [s["season_folder"] for s in meta["scenes"]] == ["ROIs1158_spring", "ROIs2017_winter"]
+    boxes = []
+    for r in written(out):
+        with rasterio.open(patch_file(out, r, "s2")) as src:
+            boxes.append((r["scene"], r["role"], tuple(src.bounds)))
+    assert {s for s, _, _ in boxes} == {"0", "1"}
+    shared = 0
+    for s, role, a in boxes:
+        for s2, role2, b in boxes:
+            if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
+                shared += s != s2 and role == role2 == "test"
+                if "test" in (role, role2):
+                    assert role == role2, (s, role, s2, role2)
+    assert shared, "some test ground is covered by both products"

@@ -1,4 +1,6 @@
 """The public normalisation (data.normalize_s1 / normalize_s2 / SentinelNormalize) equals DFCDataset's."""
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,7 @@ def test_sentinel_normalize_transform_in_a_v2_pipeline(sample_root):
     both = v2.Compose([SentinelNormalize("s1"), SentinelNormalize("s2")])(
         {"s1": torch.from_numpy(raw["s1"]), "s2": torch.from_numpy(raw["s2"])})
     assert torch.equal(both["s1"], sample["s1"]) and torch.equal(both["s2"], sample["s2"])
+    assert torch.equal(pickle.loads(pickle.dumps(t))(torch.from_numpy(raw["s2"])), sample["s2"])  # workers
     with pytest.raises(KeyError, match="no 'image' key"):
         SentinelNormalize("s2", key="image")({"s2": torch.zeros(13, 4, 4)})
     with pytest.raises(ValueError, match="'s1' or 's2'"):

@@ -229,9 +229,13 @@ def _training(encoder, record) -> str:
                      "are the positive pair of a cross-modal InfoNCE loss). The settings are not recorded in "
                      f"the file; see the paper.{epoch}")
     elif record.origin == "pretraining":
-        lines.append("Self-supervised pre-training by this project's `train_resnet_backbone.py` / "
-                     "`train_d_swin_backbone.py` (cross-modal InfoNCE between the S1 and S2 encoders of the same "
-                     f"place; projection heads dropped here). Settings from {record.config_file}:{epoch}")
+        script = "train_d_swin_backbone.py" if encoder.arch == "swin_t" else "train_resnet_backbone.py"
+        done = (f" after {record.epoch} epoch{'' if record.epoch == 1 else 's'}"
+                if record.epoch is not None else "")
+        lines.append(f"Self-supervised pre-training by this project's `{script}`{done} (cross-modal InfoNCE "
+                     "between the S1 and S2 encoders of the same place"
+                     + ("" if encoder.arch == "swin_t" else "; the projection heads are not exported")
+                     + f"). Settings, from {record.config_file}:")
     elif record.origin == "downstream":
         lines.append(_downstream_text(record) + epoch)
     elif record.origin == "original_downstream":

@@ -111,7 +111,7 @@ def test_own_pretraining_run(sample_root, tmp_path):
     ref = create_model("DoubleResNetSimCLRDownstream", base_model="resnet18", checkpoint=ckpt)
     card = check_export(tmp_path / "out", "resnet18_s2", ref.backbone2, 13, 64)
     check_export(tmp_path / "out", "resnet18_s1", ref.backbone1, 2, 64)
-    assert "a run of your own" in card and "Self-supervised pre-training by this project" in card
+    assert "a run of your own" in card and "`train_resnet_backbone.py` after 1 epoch " in card
     assert "| epochs | 1 |" in card and "| image_px_size | 64 |" in card and "| arch | resnet18 |" in card
     assert "64 px recorded for this run" in card
     assert str(tmp_path) not in card  # local paths: only file / folder names go into a card

@@ -83,7 +83,7 @@ def _summary(encoder, record, diff: float) -> str:
     return (f"# {encoder.name}: {ARCH_TITLES[encoder.arch]} encoder for {SENSOR_TITLES[encoder.sensor]}\n\n"
             f"The {SENSOR_TITLES[encoder.sensor]} encoder ({encoder.in_chans} bands) of `{record.file_name}`, "
             f"{what}, as a timm model without classifier: it returns pooled {encoder.num_features}-d "
-            f"features. The model of {PAPER}. Exported by this project's `export_backbone.py`; "
+            f"features. From a reimplementation of {PAPER}, whose `export_backbone.py` exported it; "
             f"the timm model's features equal the original encoder's (max abs difference {diff:.1e} "
             f"on a random batch at export).")
 
@@ -122,7 +122,7 @@ def _bands(encoder) -> str:
     for s in _sensors(encoder.sensor):
         if s == "s1":
             for b in S1_BANDS:
-                lines.append(f"| {ch} | S1 GRD (IW) | {b} (dB) | C-band, {S1_FREQUENCY_GHZ} GHz (5.55 cm) | 10 m |")
+                lines.append(f"| {ch} | S1 GRD (IW) | {b} (dB) | C-band, {S1_FREQUENCY_GHZ} GHz (5.55 cm) | 10 m pixels |")
                 ch += 1
         else:
             for b, w, r in zip(S2_BANDS, S2_WAVELENGTH_NM, S2_RESOLUTION_M):

@@ -15,12 +15,20 @@ from .labels import (
     single_label,
 )
 from .reader import PatchGeo, SEN12MSReader
-from .transforms import preprocess_s1, preprocess_s2
+from .transforms import normalize_s1, normalize_s2, preprocess_s1, preprocess_s2
 
 __all__ = [
     "DFCDataset", "MODES", "SEN12MSReader", "PatchGeo", "Season", "Sensor", "SENSORS",
     "SEN12MS_SEASONS", "DFC2020_SEASONS", "DatasetError", "DatasetNotFoundError",
     "DFC_CLASSES", "DFC_COLORS", "IGBP_TO_DFC", "IGNORE_INDEX", "NUM_CLASSES",
     "igbp_to_dfc8", "dfc10_to_dfc8", "single_label", "multilabel_one_hot",
-    "preprocess_s1", "preprocess_s2",
+    "preprocess_s1", "preprocess_s2", "normalize_s1", "normalize_s2", "SentinelNormalize",
 ]
+
+
+def __getattr__(name: str):
+    if name == "SentinelNormalize":  # built on first use (torchvision's v2 import takes seconds)
+        from . import transforms
+
+        return transforms.SentinelNormalize
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -270,9 +270,13 @@ def _check_data(args, *, train_balanced: bool = False, val_root_flag: str = "--v
         check_dataset(val_dir, args.val_mode, flag=val_root_flag if args.val_dir else "--train_dir",
                       mode_flag="--val_mode", balanced_classes=val_balanced)
     if getattr(args, "exclude_list", None):   # a readable list of patch files (data.robust)
+        from data.errors import DatasetError
         from data.robust import read_exclude_list
 
-        read_exclude_list(args.exclude_list)
+        try:
+            read_exclude_list(args.exclude_list)
+        except DatasetError as exc:
+            raise UsageError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- downstream

@@ -125,3 +125,18 @@ def test_command_line_as_a_user_runs_it(root, tmp_path):
     assert set(bad_of(tmp_path / "bad.txt")) == set(expected)
     assert "7 bad; list written to bad.txt" in proc.stderr
     assert all(str(p) in proc.stdout for p in expected)
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_projects_sen12ms(pristine, tmp_path):
+    """benchmarks/verify.py prints its table and writes its numbers (no timing is asserted)."""
+    out = tmp_path / "verify.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "verify.py"), "--data", str(pristine),
+                           "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SEN12MS (541,986 files)" in proc.stdout and "| --full decode | " in proc.stdout
+    import json
+
+    results = json.loads(out.read_text())["results"]
+    assert [r["kind"] for r in results] == ["baseline", "header", "header", "full"]
+    assert all(r["files"] == 112 and r["files_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in results)

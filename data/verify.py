@@ -244,15 +244,16 @@ def write_list(path: Path, result: VerifyResult, full: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m data.verify", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m data.verify", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="SEN12MS / DFC2020 root (season folders and, optionally, lists)")
     p.add_argument("--mode", nargs="+", default=["auto"], choices=MODE_CHOICES,
                    help="observation lists to check (the root's own, else the bundled data/splits/); auto: "
-                        "every split whose season folders exist")
+                        "every split whose season folders exist (default: auto)")
     p.add_argument("--full", action="store_true",
                    help="decode every pixel too (slower; finds corruption inside compressed data)")
-    p.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1, help="processes")
+    p.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1,
+                   help=f"processes (default: every core, {os.cpu_count() or 1} here)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write the bad files as path<TAB>reason lines (what --exclude_list accepts)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -27,7 +27,7 @@ from data.classes import ClassScheme
 from training import cli, engine, features, preflight, runlog, tasks
 from training import distributed as du
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
-from training.data import downstream_sets, loaders
+from training.data import add_bad_sample_arguments, downstream_sets, loaders
 from training.downstream import BASELINES, apply_plan, plan_training
 from training.engine import LAST_CHECKPOINT
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
@@ -84,6 +84,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                   help="evaluate every tile of each 256 px patch (else the centre crop; at 224 px "
                        "the original evaluated one random crop per patch)")
     add_bool_flag(d, "--clip_sample_values", default=True)
+    add_bad_sample_arguments(d)
     d.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=100)
     d.add_argument("-j", "--workers", "--num_workers", "--dataloader_workers", dest="workers",
                    type=int, default=DEFAULT_WORKERS,
@@ -109,7 +110,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="test patches drawn in the segmentation figure")
     add_bool_flag(r, "--reproduce_original", default=False,
                   help="every original behaviour we changed: random evaluation crops, NaN batches "
-                       "skipped, frozen backbones in train mode, the original segmentation groups")
+                       "skipped, frozen backbones in train mode, the original segmentation groups, "
+                       "the run stops at the first unreadable sample")
     c = p.add_argument_group("the original's flags without effect here")
     c.add_argument("--wandb_project", action=IgnoredFlag, note="runs log to TensorBoard and log files")
     for flag in ("--cover_all_parts_train", "--s1_normalization_fixed", "--only_rgb", "--rgb_plus_s1",

@@ -22,7 +22,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from inference.products import ProductError, _local
-from inference.sources import Grid
+from inference.sources import Grid, read_window
 
 __all__ = ["RasterCloudMask", "GMLCloudMask", "open_cloud_mask"]
 
@@ -48,7 +48,7 @@ class RasterCloudMask:
         self.grid = grid
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        a = self._ds.read(self._bands, window=Window(col_off, row_off, width, height))
+        a = read_window(self._ds, self.path, Window(col_off, row_off, width, height), self._bands, what="cloud mask")
         if self.kind == "qa60":
             return ((a[0].astype(np.int64) >> 10) & 3) != 0
         return (a != 0).any(axis=0)

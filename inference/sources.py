@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from data.bands import S2_BANDS
 
 __all__ = ["Grid", "ArraySource", "RasterSource", "S2BandFolderSource", "find_band_files", "grid_of",
-           "resampling_method", "RESAMPLING"]
+           "resampling_method", "RESAMPLING", "ReadError", "read_window"]
 
 #: 10 m bands whose grid may serve as the reference grid of a per-band folder (in preference order).
 S2_10M_BANDS = ("B02", "B03", "B04", "B08")
@@ -50,6 +50,22 @@ def resampling_method(name) -> Resampling:
         return RESAMPLING[str(name).lower()]
     except KeyError:
         raise ValueError(f"unknown resampling {name!r}; choose one of {sorted(RESAMPLING)}") from None
+
+
+class ReadError(OSError):
+    """Pixels of a file could not be read (corrupt or truncated); the message names the file."""
+
+
+def read_window(ds, path: str, window: Window, indexes=None, what: str = "raster") -> np.ndarray:
+    """``ds.read(indexes, window=window)``; a failure names ``path`` and GDAL's cause in one line
+    (rasterio itself says only "Read failed. See previous exception for details.")."""
+    try:
+        return ds.read(indexes, window=window)
+    except Exception as exc:  # noqa: BLE001  (RasterioIOError and GDAL's CPLE_* errors alike)
+        from data.robust import explain
+
+        rows = f"rows {int(window.row_off)}-{int(window.row_off + window.height) - 1}"
+        raise ReadError(f"{what} {path}: cannot read {rows} (corrupt or truncated file?): {explain(exc)}") from exc
 
 
 class WrappedSource:
@@ -126,6 +142,7 @@ class RasterSource:
                  grid: Optional[Grid] = None, resampling="bilinear", nodata=None, warp_dtype=None):
         self.path = str(path)
         self.name = self.path
+        self.what = what
         try:
             self._src = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
@@ -144,7 +161,7 @@ class RasterSource:
         self.grid = grid if grid is not None else grid_of(self._src)
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        return self._ds.read(window=Window(col_off, row_off, width, height))
+        return read_window(self._ds, self.path, Window(col_off, row_off, width, height), what=self.what)
 
     def close(self):
         if self._ds is not self._src:
@@ -239,8 +256,8 @@ class S2BandFolderSource:
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         win = Window(col_off, row_off, width, height)
         out = np.empty((len(self._readers), height, width), np.result_type(*[ds.dtypes[0] for ds in self._readers]))
-        for i, ds in enumerate(self._readers):
-            out[i] = ds.read(1, window=win)
+        for i, (band, ds) in enumerate(zip(S2_BANDS, self._readers)):
+            out[i] = read_window(ds, self.files[band], win, 1, what=f"Sentinel-2 band file ({band})")
         return out
 
     def close(self):

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from data import robust
 from models.checkpoint import save_checkpoint
 from training import distributed as du
 from training.metrics import headline
@@ -97,7 +98,13 @@ def build_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: 
     Training loaders use a :class:`DistributedSampler` (one replica outside torchrun), so a
     resumed run sees exactly the batches the interrupted one would have seen; evaluation
     loaders (``evaluation=True``) a :class:`ShardSampler`, which counts every sample once.
+    A :class:`data.robust.RobustDataset` replaces an unreadable training sample by another and
+    drops an unreadable evaluation sample; its records reach the loop in ``batch["_skipped"]``.
     """
+    collate_fn = None
+    if isinstance(dataset, robust.RobustDataset):
+        dataset = dataset.view(substitute=not evaluation)
+        collate_fn = robust.collate
     if evaluation:
         sampler = ShardSampler(dataset)
     else:
@@ -106,10 +113,10 @@ def build_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: 
                                      drop_last=False)
     # Workers hold a copy of the dataset: a dataset with per-epoch state (random crops keyed
     # by set_epoch) needs fresh workers each epoch to see it; others keep theirs.
-    persistent = num_workers > 0 and not hasattr(dataset, "set_epoch")
+    persistent = num_workers > 0 and not getattr(dataset, "epoch_dependent", hasattr(dataset, "set_epoch"))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=drop_last, pin_memory=pin_memory, worker_init_fn=_seed_worker,
-                      persistent_workers=persistent,
+                      persistent_workers=persistent, collate_fn=collate_fn,
                       prefetch_factor=4 if num_workers > 0 else None)
 
 
@@ -182,11 +189,52 @@ def resolve_resume(resume: str | None, output_dir: str | Path, last_name: str) -
     return path
 
 
+def make_run_folder(output_dir: str | Path) -> Path:
+    """Create ``output_dir``; a folder that cannot be made is one line naming ``--output_dir``."""
+    folder = Path(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from training.cli import UsageError
+
+        raise UsageError(f"--output_dir {folder}: cannot create the run folder ({exc.strerror or exc}"
+                         f"{': ' + str(exc.filename) if exc.filename else ''})") from None
+    return folder
+
+
 def save_run_config(output_dir: str | Path, config: dict, name: str = "config.json") -> None:
     if du.is_main_process():
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        make_run_folder(output_dir)
         with open(Path(output_dir) / name, "w") as fp:
             json.dump(config, fp, indent=2, default=str)
+
+
+# -------------------------------------------------------------------- skipped samples
+def take_skipped(batch, loader, epoch: int | None = None) -> int:
+    """Pop ``batch["_skipped"]`` (unreadable samples the loader skipped), hand the records to
+    the dataset's :class:`data.robust.BadSampleLog` (warning, ``bad_samples.txt``, budget) and
+    return how many there were."""
+    records = batch.pop(robust.SKIPPED_KEY, None) if isinstance(batch, dict) else None
+    if not records:
+        return 0
+    log = getattr(loader.dataset, "log", None)
+    if log is not None:
+        log.add(records, epoch=epoch)
+    return len(records)
+
+
+def bad_sample_total(loader) -> int | None:
+    """Distinct unreadable samples recorded for ``loader``'s split so far (None: not tracked)."""
+    log = getattr(getattr(loader, "dataset", None), "log", None)
+    return None if log is None else log.bad
+
+
+def _sum_over_ranks(value: int) -> int:
+    if not du.is_distributed():
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    du.all_reduce_sum([t])
+    return int(t.item())
 
 
 # ----------------------------------------------------------------------- the loop
@@ -214,16 +262,20 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch
     """One pass over ``loader``: forward, task loss, backward, step. Returns mean stats.
 
     NaN S1 pixels are repaired by the dataset and counted; ``skip_nan_batches`` skips every
-    batch that held one instead (what the original did).
+    batch that held one instead (what the original did). Unreadable samples the loader
+    replaced are recorded (:func:`take_skipped`) and counted in ``stats["skipped_samples"]``.
     """
     hooks = hooks or StepHooks()
     model.train()
     meter = Averager()
-    nan_pixels = skipped = 0
+    nan_pixels = skipped = unreadable = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"{desc} {epoch}", disable=not du.is_main_process(),
                dynamic_ncols=True, leave=False)
     for step, batch in enumerate(bar):
+        unreadable += take_skipped(batch, loader, epoch + 1)
+        if robust.is_empty(batch):
+            continue
         if "s1_nan_pixels" in batch:
             nan_pixels += int(batch["s1_nan_pixels"].sum())
             if skip_nan_batches and batch["s1_nan_pixels"].any():
@@ -271,6 +323,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch
     result.stats["s1_nan_pixels"] = nan_pixels
     if skip_nan_batches:
         result.stats["skipped_nan_batches"] = skipped
+    result.stats["skipped_samples"] = _sum_over_ranks(unreadable)
+    total = bad_sample_total(loader)
+    if total is not None:
+        result.stats["bad_samples_total"] = total
     return result
 
 
@@ -278,16 +334,22 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch
 def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *,
              amp: str = "none", channels_last: bool = False, desc: str = "eval",
              collect: Callable[[dict, torch.Tensor], None] | None = None,
-             skip_nan_batches: bool = False) -> dict:
+             skip_nan_batches: bool = False, epoch: int | None = None) -> dict:
     """Loss over the whole loader plus the task's metrics (summed over ranks).
 
     ``collect(batch, outputs)`` may keep a few predictions (e.g. maps for a figure).
+    Unreadable samples are left out and counted: ``skipped_samples`` and ``evaluated_samples``
+    go next to the metrics, since a metric over fewer samples must say so.
     """
     model.eval()
     meter = Averager()
     acc = task.new_accumulator()
+    unreadable = 0
     for batch in tqdm(loader, desc=desc, disable=not du.is_main_process(), dynamic_ncols=True,
                       leave=False):
+        unreadable += take_skipped(batch, loader, epoch)
+        if robust.is_empty(batch):
+            continue
         if skip_nan_batches and "s1_nan_pixels" in batch and batch["s1_nan_pixels"].any():
             continue
         batch = to_device(batch, device, channels_last)
@@ -301,14 +363,16 @@ def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *
         if collect is not None:
             collect(batch, outputs)
     # average the per-rank means weighted by counts; sum metric counts
-    sums = torch.tensor([meter.count] + [float(v) * meter.count for v in meter.means().values()],
+    sums = torch.tensor([meter.count, unreadable] + [float(v) * meter.count for v in meter.means().values()],
                         dtype=torch.float64)
     du.all_reduce_sum([sums])
     total = max(sums[0].item(), 1.0)
-    result = {k: sums[i + 1].item() / total for i, k in enumerate(meter.means())}
+    result = {k: sums[i + 2].item() / total for i, k in enumerate(meter.means())}
     if acc is not None:
         du.all_reduce_sum(acc.state_tensors())
         result.update(acc.compute())
+    result["evaluated_samples"] = int(sums[0].item())
+    result["skipped_samples"] = int(sums[1].item())
     return result
 
 
@@ -338,6 +402,28 @@ def describe(stats: dict, keys: Iterable[str] | None = None) -> str:
     if keys is not None:
         values = {k: values[k] for k in keys if k in values}
     return "  ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+
+def skip_counts(stats: dict) -> dict:
+    """The unreadable-sample counts of a stats dict (for TensorBoard, next to the metrics)."""
+    return {k: stats[k] for k in ("skipped_samples", "evaluated_samples", "bad_samples_total") if k in stats}
+
+
+def skipped_note(train_stats: dict, val_stats: dict | None, loader) -> str:
+    """``(skipped N unreadable samples ...)`` for the end-of-epoch line, empty when none were."""
+    parts = []
+    if train_stats.get("skipped_samples"):
+        total = train_stats.get("bad_samples_total")
+        parts.append(f"skipped unreadable training samples: {train_stats['skipped_samples']}"
+                     + (f" ({total} distinct so far)" if total is not None else ""))
+    if val_stats and val_stats.get("skipped_samples"):
+        parts.append(f"val over {val_stats.get('evaluated_samples')} samples, unreadable skipped: "
+                     f"{val_stats['skipped_samples']}")
+    if not parts:
+        return ""
+    log = getattr(getattr(loader, "dataset", None), "log", None)
+    where = f": {log.path}" if log is not None else ""
+    return f"  ({'; '.join(parts)}{where})"
 
 
 def finish_epoch(record: dict, line: str, *, logger: Logger | None, last: bool, save_every: int,
@@ -400,10 +486,10 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
             val_stats = evaluate(model, val_loader, task, device, amp=amp,
                                  channels_last=channels_last, desc=f"val {epoch}",
                                  skip_nan_batches=skip_nan_batches,
-                                 collect=collect_last if last else None)
+                                 collect=collect_last if last else None, epoch=epoch + 1)
             record["val"] = val_stats
             if logger:
-                logger.scalars("val", headline(val_stats), epoch + 1)
+                logger.scalars("val", {**headline(val_stats), **skip_counts(val_stats)}, epoch + 1)
             if on_validation is not None:
                 on_validation(epoch + 1, val_stats)
         if du.is_main_process():
@@ -412,6 +498,7 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim
                 line += f"  | val {describe(val_stats)}"
             if result.stats.get("s1_nan_pixels"):
                 line += f"  (repaired {int(result.stats['s1_nan_pixels'])} NaN S1 pixels)"
+            line += skipped_note(result.stats, val_stats if "val" in record else None, train_loader)
             finish_epoch(record, line, logger=logger, last=last, save_every=save_every,
                          keep_every=keep_every, make_checkpoint=make_checkpoint,
                          val_stats=val_stats, global_step=global_step, output_dir=output_dir,

@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from data import robust
+from data.errors import DatasetError
 from training import distributed as du
 from training import engine
 from training.cli import add_bool_flag
@@ -117,19 +119,31 @@ def check_supported(args) -> None:
 # ---------------------------------------------------------------------------- features
 @torch.no_grad()
 def extract_features(model, loader, target: str, device, *, amp: str = "none",
-                     channels_last: bool = False, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+                     channels_last: bool = False, desc: str = "features",
+                     counts: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features, targets)`` of every item of ``loader`` in its order: the fused pooled
-    features the head sees (``forward_head(..., pre_logits=True)``), backbone in eval mode."""
+    features the head sees (``forward_head(..., pre_logits=True)``), backbone in eval mode.
+
+    Unreadable items are left out (recorded in the run's ``bad_samples.txt``); ``counts``
+    (a dict, optional) receives ``skipped_samples`` and ``evaluated_samples``."""
     model.eval()
     feats, ys = [], []
+    skipped = 0
     for batch in tqdm(loader, desc=desc, disable=not du.is_main_process(), dynamic_ncols=True,
                       leave=False):
+        skipped += engine.take_skipped(batch, loader)
+        if robust.is_empty(batch):
+            continue
         y = batch[target]
         batch = engine.to_device(batch, device, channels_last)
         with engine.autocast(device, amp):
             f = model.forward_head(model.forward_features(batch), pre_logits=True)
         feats.append(f.float())
         ys.append(y.to(device))
+    if counts is not None:
+        counts.update(skipped_samples=skipped, evaluated_samples=sum(len(y) for y in ys))
+    if not feats:
+        raise DatasetError(f"{desc}: every sample was unreadable (see bad_samples.txt)")
     return torch.cat(feats), torch.cat(ys)
 
 
@@ -185,16 +199,21 @@ def fit_cached(model, train_loader, task, optimizer, device, *, epochs: int, out
     t0 = time.perf_counter()
     in_order = engine.build_loader(train_loader.dataset, train_loader.batch_size, shuffle=False,
                                    num_workers=train_loader.num_workers, seed=seed, evaluation=True)
-    train_f, train_y = extract_features(net, in_order, task.target, device, amp=amp,
+    train_counts: dict = {}
+    val_counts: dict = {}
+    train_f, train_y = extract_features(net, in_order, task.target, device, amp=amp, counts=train_counts,
                                         channels_last=channels_last, desc="train features")
     val_f = val_y = None
     if val_loader is not None:
-        val_f, val_y = extract_features(net, val_loader, task.target, device, amp=amp,
+        val_f, val_y = extract_features(net, val_loader, task.target, device, amp=amp, counts=val_counts,
                                         channels_last=channels_last, desc="eval features")
     extract_s = time.perf_counter() - t0
     if du.is_main_process():
         line = (f"cached features: {tuple(train_f.shape)} training, "
                 f"{None if val_f is None else tuple(val_f.shape)} evaluation, {extract_s:.1f} s")
+        if train_counts.get("skipped_samples") or val_counts.get("skipped_samples"):
+            line += (f" (unreadable samples left out: {train_counts['skipped_samples']} training, "
+                     f"{val_counts.get('skipped_samples', 0)} evaluation)")
         tqdm.write(line)
         if logger:
             logger.text(line)
@@ -228,6 +247,9 @@ def fit_cached(model, train_loader, task, optimizer, device, *, epochs: int, out
         seconds = time.perf_counter() - start
         train_stats = meter.means()
         train_stats["samples_per_s"] = meter.count / max(seconds, 1e-9)
+        train_stats["skipped_samples"] = train_counts["skipped_samples"]   # left out of the cache
+        if engine.bad_sample_total(train_loader) is not None:
+            train_stats["bad_samples_total"] = engine.bad_sample_total(train_loader)
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         if epoch_scheduler is not None:
             epoch_scheduler.step()
@@ -238,13 +260,15 @@ def fit_cached(model, train_loader, task, optimizer, device, *, epochs: int, out
         last = epoch + 1 == epochs
         if val_f is not None and (epoch % val_every == 0 or last):
             val_stats = evaluate_cached(head, val_f, val_y, task, device, batch_size, amp)
+            val_stats.update(val_counts)
             record["val"] = val_stats
             if logger:
-                logger.scalars("val", headline(val_stats), epoch + 1)
+                logger.scalars("val", {**headline(val_stats), **engine.skip_counts(val_stats)}, epoch + 1)
         if du.is_main_process():
             line = f"epoch {epoch + 1}/{epochs} (cached)  {engine.describe(train_stats)}"
             if "val" in record:
                 line += f"  | val {engine.describe(val_stats)}"
+            line += engine.skipped_note(train_stats, val_stats if "val" in record else None, train_loader)
             engine.finish_epoch(record, line, logger=logger, last=last, save_every=save_every,
                                 keep_every=0, make_checkpoint=make_checkpoint, val_stats=val_stats,
                                 global_step=global_step, output_dir=output_dir, last_name=last_name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -114,8 +115,20 @@ def run_files(folder: Path) -> List[str]:
 def _artefacts(folder: Path) -> List[Path]:
     """Every file a run writes into its folder (what ``--overwrite`` removes)."""
     patterns = ("config.json", "results.json", "checkpoint_*.pth", "events.out.tfevents.*",
-                "log.txt", "log.jsonl", "confusion_matrix.png", "predictions.png")
+                "log.txt", "log.jsonl", "confusion_matrix.png", "predictions.png", "bad_samples.txt")
     return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+
+
+def _check_creatable(folder: Path) -> None:
+    """``--output_dir`` must exist as a writable folder or be creatable (nothing is made here)."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise UsageError(f"--output_dir {folder}: cannot create the run folder: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write into the run folder" if existing == folder else "create the run folder"
+        raise UsageError(f"--output_dir {folder}: cannot {what}: no write permission in {existing}")
 
 
 def prepare_run_folder(output_dir, resume: Optional[str], overwrite: bool) -> None:
@@ -128,6 +141,7 @@ def prepare_run_folder(output_dir, resume: Optional[str], overwrite: bool) -> No
     def check() -> None:
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--output_dir {folder} is a file, not a folder")
+        _check_creatable(folder)
         found = run_files(folder)
         if resume and overwrite:
             raise UsageError("--resume and --overwrite exclude each other: --resume continues the run in "
@@ -262,6 +276,14 @@ def _check_data(args, *, train_balanced: bool = False, val_root_flag: str = "--v
     if val_dir:
         check_dataset(val_dir, args.val_mode, flag=val_root_flag if args.val_dir else "--train_dir",
                       mode_flag="--val_mode", balanced_classes=val_balanced)
+    if getattr(args, "exclude_list", None):   # a readable list of patch files (data.robust)
+        from data.errors import DatasetError
+        from data.robust import read_exclude_list
+
+        try:
+            read_exclude_list(args.exclude_list)
+        except DatasetError as exc:
+            raise UsageError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- downstream

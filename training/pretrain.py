@@ -33,6 +33,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
     g.add_argument("--image_px_size", type=int, default=image_px_size,
                    help="crop size in px (random crops for training, centre crops for validation)")
     cli.add_bool_flag(g, "--clip_sample_values", default=True)
+    from training.data import add_bad_sample_arguments
+    add_bad_sample_arguments(g)
     g.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=batch_size,
                    help="batch size per process")
     g.add_argument("-j", "--workers", "--num_workers", "--dataloader_workers", dest="workers",

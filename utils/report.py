@@ -48,12 +48,14 @@ def scores_table(scores: dict, task: str, class_names=CLASS_NAMES) -> str:
     single-label per-class accuracy has a 255 entry: the extra "no data (255)" row.
     """
     original = scores.get("original") or {}
-    lines = ["| metric | value (%) |", "|---|---|"]
+    over = samples_note(scores)   # unreadable samples skipped: every metric says over how many
+    extra = f" {over} |" if over else ""
+    lines = ["| metric | value (%) |" + (" samples |" if over else ""), "|---|---|" + ("---|" if over else "")]
     for key in HEADLINE[task]:
-        lines.append(f"| {key.replace('_', ' ')} | {_pct(scores.get(key))} |")
+        lines.append(f"| {key.replace('_', ' ')} | {_pct(scores.get(key))} |{extra}")
     if original:
         for key in ORIGINAL_HEADLINE[task]:
-            lines.append(f"| {key.replace('_', ' ')} (original) | {_pct(original.get(key))} |")
+            lines.append(f"| {key.replace('_', ' ')} (original) | {_pct(original.get(key))} |{extra}")
     columns = [(k.replace("per_class_", ""), scores[k]) for k in PER_CLASS[task] if k in scores]
     columns += [(k.replace("per_class_", "") + " (orig.)", original[k])
                 for k in ORIGINAL_PER_CLASS[task] if k in original]
@@ -66,7 +68,18 @@ def scores_table(scores: dict, task: str, class_names=CLASS_NAMES) -> str:
         for i, name in enumerate(names):
             lines.append(f"| {name} | " + " | ".join(
                 _pct(values[i] if i < len(values) else None) for _, values in columns) + " |")
+    if over:
+        lines += ["", f"Every metric above is over {over}; the skipped files are listed in the run's "
+                      "bad_samples.txt."]
     return "\n".join(lines)
+
+
+def samples_note(scores: dict) -> str | None:
+    """``46 of 48 samples (2 unreadable, skipped)`` when the evaluation skipped any, else None."""
+    skipped, evaluated = scores.get("skipped_samples"), scores.get("evaluated_samples")
+    if not skipped:
+        return None
+    return f"{evaluated} of {evaluated + skipped} samples ({skipped} unreadable, skipped)"
 
 
 def plot_confusion_matrix(cm, class_names=CLASS_NAMES, title: str = "Confusion matrix"):

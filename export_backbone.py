@@ -18,8 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from training import cli
-from training.cli import HelpFormatter
+from utils import cli
+from utils.cli import HelpFormatter
 
 
 def get_args_parser() -> argparse.ArgumentParser:

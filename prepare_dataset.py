@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training import cli
-from training.cli import HelpFormatter
+from utils import cli
+from utils.cli import HelpFormatter
 
 
 class _HelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):

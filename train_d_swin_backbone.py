@@ -96,7 +96,7 @@ def resolve_settings(args) -> tuple[dict, dict]:
     return cfg, settings
 
 
-def main(args, hooks=None):
+def main(args, callbacks=None):
     try:
         cfg, settings = resolve_settings(args)
     except ConfigError as e:
@@ -120,10 +120,9 @@ def main(args, hooks=None):
                                   steps_per_epoch=len(train_loader), warmup_lr=settings["warmup_lr"],
                                   min_lr=settings["min_lr"], constant=args.reproduce_original)
     config = {"effective": settings, "config_file": str(args.config), "backbone_config": cfg}
-    return run_pretraining(args, model, optimizer, arch="swin_t",
+    return run_pretraining(args, model, engine.Optimization(optimizer, step_scheduler=scheduler), arch="swin_t",
                            temperature=settings["temperature"], train_loader=train_loader,
-                           val_loader=val_loader, device=device, step_scheduler=scheduler,
-                           config=config, hooks=hooks)
+                           val_loader=val_loader, device=device, config=config, callbacks=callbacks)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ with the whole configuration, to ``OUTPUT_DIR/results.json`` (plus figures).
         --checkpoint swin_t.pth --target dfc_label --train_dir $DFC --val_dir $DFC
 """
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -28,7 +29,7 @@ from training import cli, engine, features, preflight, runlog, tasks
 from training import distributed as du
 from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
 from training.data import add_bad_sample_arguments, downstream_sets, loaders
-from training.downstream import BASELINES, apply_plan, plan_training
+from training.downstream import apply_plan, plan_training
 from training.engine import LAST_CHECKPOINT
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
 
@@ -132,20 +133,49 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def setting_name(args) -> str:
+    from models import model_info
+
     if args.s1_input_channels == 0:
         inputs = "s2"
     elif args.s2_input_channels == 0:
         inputs = "s1"
     else:
         inputs = "s1s2"
-    if args.model in BASELINES:
+    if model_info(args.model).baseline:
         mode = "baseline"   # trained from scratch, every parameter (--finetuning is ignored)
     else:
         mode = "finetuned" if args.finetuning else "frozen"
     return f"{args.model}_{args.target}_{inputs}_{mode}"
 
 
-def main(args, hooks=None) -> dict:
+def build_model(args, device):
+    """The model (checkpoint loaded), its training plan and the optimiser's parameter groups."""
+    from models import create_model, model_info
+
+    info = model_info(args.model)
+    plan = plan_training(args.model, finetuning=args.finetuning, learning_rate=args.learning_rate,
+                         classifier_lr=args.classifier_lr, reproduce_original=args.reproduce_original)
+    if info.baseline and args.checkpoint:
+        if du.is_main_process():
+            print(f"note: {args.model} is a baseline trained from scratch; --checkpoint "
+                  f"{args.checkpoint} is ignored, as the original did")
+        args.checkpoint_ignored, args.checkpoint = args.checkpoint, None
+    options = dict(base_model=args.base_model, s1_input_channels=args.s1_input_channels,
+                   s2_input_channels=args.s2_input_channels)
+    if "drop_path_rate" in info.extra:
+        options["drop_path_rate"] = args.drop_path_rate
+    if "img_size" in info.uses and args.image_px_size != 224:
+        options["img_size"] = args.image_px_size
+    model = create_model(args.model, num_classes=args.n_classes, checkpoint=args.checkpoint,
+                         **options).to(device)
+    if model.load_report is not None and du.is_main_process():
+        print(f"checkpoint: {model.load_report.summary()}")
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, plan, apply_plan(model, plan, frozen_in_train_mode=args.reproduce_original)
+
+
+def main(args, callbacks=None) -> dict:
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
     args.output_dir = Path(args.output_dir or Path("runs") / setting_name(args))
@@ -155,30 +185,9 @@ def main(args, hooks=None) -> dict:
     train_set = features.prepare_train_set(train_set, args)  # --fixed_crops / --cache_features
     train_loader, val_loader = loaders(args, train_set, val_set)
 
-    from models import create_model
-    from models.checkpoint import downstream_checkpoint, load_downstream_checkpoint
+    from models.checkpoint import downstream_checkpoint
 
-    plan = plan_training(args.model, finetuning=args.finetuning, learning_rate=args.learning_rate,
-                         classifier_lr=args.classifier_lr,
-                         reproduce_original=args.reproduce_original)
-    if args.model in BASELINES and args.checkpoint:
-        if du.is_main_process():
-            print(f"note: {args.model} is a baseline trained from scratch; --checkpoint "
-                  f"{args.checkpoint} is ignored, as the original did")
-        args.checkpoint_ignored, args.checkpoint = args.checkpoint, None
-    options = dict(base_model=args.base_model, s1_input_channels=args.s1_input_channels,
-                   s2_input_channels=args.s2_input_channels)
-    if "Swin" in args.model:
-        options["drop_path_rate"] = args.drop_path_rate
-        if args.image_px_size != 224:
-            options["img_size"] = args.image_px_size
-    model = create_model(args.model, num_classes=args.n_classes, checkpoint=args.checkpoint,
-                         **options).to(device)
-    if model.load_report is not None and du.is_main_process():
-        print(f"checkpoint: {model.load_report.summary()}")
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    groups = apply_plan(model, plan, frozen_in_train_mode=args.reproduce_original)
+    model, plan, groups = build_model(args, device)
     optimizer = torch.optim.Adam(groups, lr=args.learning_rate, betas=tuple(args.adam_betas),
                                  weight_decay=args.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_step_epochs,
@@ -186,21 +195,9 @@ def main(args, hooks=None) -> dict:
     task = tasks.SupervisedTask(args.target, args.n_classes)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     engine.save_run_config(args.output_dir, config)
-
-    start_epoch, global_step = 0, 0
-    resume = engine.resolve_resume(args.resume, args.output_dir, LAST_CHECKPOINT)
-    if resume is not None:
-        ckpt = load_downstream_checkpoint(model, resume)
-        if ckpt.get("optim_state"):
-            optimizer.load_state_dict(ckpt["optim_state"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        engine.set_rng_state(ckpt["rng"])
-        start_epoch, global_step = int(ckpt["epochs"]), int(ckpt.get("global_step", 0))
-        if du.is_main_process():
-            print(f"resumed from {resume} at epoch {start_epoch}")
-
-    train_model = torch.compile(model) if args.compile else model
-    train_model = engine.wrap_ddp(train_model, device)
+    to_restore = {"epochs": 0, "global_step": 0}
+    engine.restart_from_checkpoint(engine.resolve_resume(args.resume, args.output_dir, LAST_CHECKPOINT),
+                                   to_restore, model_weights=model, optim_state=optimizer, scheduler=scheduler)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
         return downstream_checkpoint(model, optimizer=optimizer if args.save_optimizer else None,
@@ -217,18 +214,24 @@ def main(args, hooks=None) -> dict:
               + ", ".join(f"{g.get('name', 'group')} lr {g['lr']:g}" for g in groups))
     maps = (ExampleMaps(task, args.example_maps)
             if task.kind == "segmentation" and args.example_maps > 0 else None)
+    options = engine.FitOptions(epochs=args.epochs, output_dir=args.output_dir, start_epoch=to_restore["epochs"],
+                                global_step=to_restore["global_step"], val_every=args.val_every,
+                                save_every=args.save_every, log_every=args.log_every, amp=args.amp,
+                                channels_last=args.channels_last, skip_nan_batches=args.reproduce_original)
+    callbacks = dataclasses.replace(callbacks or engine.Callbacks(), make_checkpoint=make_checkpoint,
+                                    collect_last=maps)
     start = time.perf_counter()
     try:
-        fit = features.fit_cached if args.cache_features else engine.fit
-        extra = dict(seed=args.seed) if args.cache_features else dict(
-            hooks=hooks, log_every=args.log_every, skip_nan_batches=args.reproduce_original,
-            collect_last=maps)   # cached runs are classifiers: no example maps
-        history = fit(train_model, train_loader, task, optimizer, device, epochs=args.epochs,
-                      output_dir=args.output_dir, make_checkpoint=make_checkpoint,
-                      last_name=LAST_CHECKPOINT, start_epoch=start_epoch, global_step=global_step,
-                      val_loader=val_loader, val_every=args.val_every, save_every=args.save_every,
-                      amp=args.amp, logger=logger, epoch_scheduler=scheduler,
-                      channels_last=args.channels_last, **extra)
+        if args.cache_features:   # the frozen backbone once, then the head on its features
+            train_model = features.HeadOnFeatures(engine.unwrap(model).fc)
+            fit_train, fit_val = features.cache_features(model, train_loader, val_loader, task, device,
+                                                         amp=args.amp, channels_last=args.channels_last,
+                                                         seed=args.seed, logger=logger)
+        else:
+            train_model = engine.wrap_ddp(torch.compile(model) if args.compile else model, device)
+            fit_train, fit_val = train_loader, val_loader
+        history = engine.fit(train_model, fit_train, task, engine.Optimization(optimizer, epoch_scheduler=scheduler),
+                             device, options, val_loader=fit_val, callbacks=callbacks, logger=logger)
         final = history[-1].get("val") if history else None  # the last epoch always validates
         results = final_evaluation(args, model, val_loader, task, device, logger, config,
                                    time.perf_counter() - start, scores=final, maps=maps)

@@ -48,7 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args, hooks=None):
+def main(args, callbacks=None):
     device = du.init_distributed(args.device)
     engine.set_seed(args.seed)
     args.output_dir = args.output_dir or f"runs/{args.arch}_backbone"
@@ -67,9 +67,9 @@ def main(args, hooks=None):
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=len(train_loader),
                                                             eta_min=0)
         scheduler = EpochSchedule(cosine, first_epoch=args.lr_schedule_start)
-    return run_pretraining(args, model, optimizer, arch=args.arch, temperature=args.temperature,
-                           train_loader=train_loader, val_loader=val_loader, device=device,
-                           epoch_scheduler=scheduler, hooks=hooks)
+    return run_pretraining(args, model, engine.Optimization(optimizer, epoch_scheduler=scheduler),
+                           arch=args.arch, temperature=args.temperature, train_loader=train_loader,
+                           val_loader=val_loader, device=device, callbacks=callbacks)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ __all__ = ["DatasetError", "DatasetNotFoundError"]
 class DatasetError(ValueError):
     """A dataset file, folder or argument is unusable (wrong band count, corrupt file, ...)."""
 
+    user_facing = True   # utils.cli prints the message as it is
+
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A root, season folder, sensor folder, patch file or observation CSV does not exist.

@@ -202,9 +202,9 @@ def verify(root, modes: Optional[Sequence[str]] = None, *, full: bool = False, w
             on_bad(path, reason)
     workers = max(1, workers or os.cpu_count() or 1)
     items = [(path, sensor, full) for path, sensor in files]
-    from tqdm.auto import tqdm
+    from utils.cli import progress as progress_bar
 
-    bar = tqdm(total=len(items), unit="file", desc="verify", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(items), unit="file", desc="verify", enabled=progress, leave=True)
     found: List[Tuple[str, str]] = []
     try:
         if workers == 1 or len(items) < 2 * workers:

@@ -42,9 +42,10 @@ def supervised(out: Path, *, n_train: int, n_test: int, size: int, epochs: int, 
     task = tasks.SupervisedTask("dfc_label", 8)
     logger = runlog.Logger(out)
     try:
-        engine.fit(model, train_loader, task, optimizer, device, epochs=epochs, output_dir=out,
-                   make_checkpoint=lambda e, v: downstream_checkpoint(model, val_stats=v, epochs=e),
-                   val_loader=None, save_every=epochs, logger=logger)
+        engine.fit(model, train_loader, task, optimizer, device,
+                   engine.FitOptions(epochs=epochs, output_dir=out, save_every=epochs), logger=logger,
+                   callbacks=engine.Callbacks(make_checkpoint=lambda e, v: downstream_checkpoint(model, val_stats=v,
+                                                                                                 epochs=e)))
     finally:
         logger.close()
     (out / "checkpoint_last.pth").unlink(missing_ok=True)   # not needed later; keeps the demo lean

@@ -64,6 +64,8 @@ METADATA_NAMES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
 class ProductError(ValueError):
     """An input that cannot be used as given; the message names the file and what to do."""
 
+    user_facing = True   # utils.cli prints the message as it is
+
 
 # ----------------------------------------------------------------------------- product description
 

@@ -27,10 +27,12 @@ from .downstream import (
 )
 from .factory import (
     COMMON_OPTIONS,
+    ModelInfo,
     create_model,
     list_models,
     load_model,
     model_args_from_checkpoint,
+    model_info,
     register_model,
 )
 from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
@@ -39,7 +41,8 @@ from .swin import SwinEncoder, check_swin_img_size
 from .swin_unet import SwinUNetDecoder
 
 __all__ = [
-    "create_model", "list_models", "load_model", "model_args_from_checkpoint", "register_model", "COMMON_OPTIONS",
+    "create_model", "list_models", "model_info", "ModelInfo", "load_model", "model_args_from_checkpoint",
+    "register_model", "COMMON_OPTIONS",
     "CheckpointError", "InputShapeError", "LoadReport", "load_checkpoint", "read_checkpoint", "save_checkpoint",
     "backbone_checkpoint", "downstream_checkpoint", "to_published_state_dict", "from_published_state_dict",
     "load_published_state_dict", "load_downstream_checkpoint",

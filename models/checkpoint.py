@@ -62,6 +62,8 @@ _STRIP_PREFIXES = ("module.", "_orig_mod.")
 class CheckpointError(RuntimeError):
     """A checkpoint that does not fit the model (or cannot be read); lists the offending keys."""
 
+    user_facing = True   # utils.cli prints the message as it is
+
     def __init__(self, message: str, source: str = "<dict>", missing: Sequence[str] = (),
                  unexpected: Sequence[str] = (), mismatched: Sequence[str] = ()) -> None:
         self.source = source

@@ -198,15 +198,19 @@ def _settings_table(cfg: Mapping[str, Any]) -> List[str]:
 
 
 def _downstream_text(record) -> str:
-    from training.downstream import BASELINES, SEGMENTATION
+    from models.factory import model_info
 
     cfg = record.config or {}
     name = record.model_name
     start = os.path.basename(str(cfg.get("checkpoint") or "")) or "no recorded checkpoint"
-    if name in BASELINES:
+    try:
+        info = model_info(name)
+    except ValueError:
+        info = None
+    if info is not None and info.baseline:
         return (f"Taken from `{name}`, a supervised baseline trained **from scratch** with labels "
                 f"(target `{cfg.get('target', '?')}`), not self-supervised.")
-    head = "SwinUNet decoders" if name in SEGMENTATION else "a linear classifier"
+    head = "SwinUNet decoders" if info is not None and info.task == "segmentation" else "a linear classifier"
     if cfg.get("finetuning"):
         return (f"Taken from `{name}` ({head}, target `{cfg.get('target', '?')}`), **fine-tuned** from `{start}`: "
                 "the encoder kept training with labels. A fine-tuned backbone is still a backbone: use it as "

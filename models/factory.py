@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
@@ -33,26 +34,63 @@ COMMON_OPTIONS: Dict[str, Any] = {
 }
 
 
-class _Entry:
-    def __init__(self, name: str, builder: Callable[..., SensorModel], uses: tuple, extra: Dict[str, Any],
-                 doc: str) -> None:
-        self.name, self.builder, self.uses, self.extra, self.doc = name, builder, uses, extra, doc
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registered model is; scripts ask this instead of looking at its name.
+
+    ``family``: ``resnet`` or ``swin``; ``task``: ``pretraining``, ``classification`` or
+    ``segmentation``; ``sensors``: the inputs it takes (each may be dropped with
+    ``s1_input_channels=0`` / ``s2_input_channels=0``); ``encoders``: ``dual`` (one encoder per
+    sensor, the pre-trained layout) or ``early`` (one encoder on the stacked bands); ``baseline``:
+    trained from scratch (ignores ``--checkpoint``, every parameter at ``--learning_rate``);
+    ``cacheable``: a frozen-backbone classifier whose pooled features can be cached
+    (``--cache_features``).
+    """
+
+    name: str
+    builder: Callable[..., SensorModel]
+    uses: Tuple[str, ...]
+    family: str
+    task: str
+    sensors: Tuple[str, ...] = ("s1", "s2")
+    encoders: str = "dual"
+    baseline: bool = False
+    cacheable: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    doc: str = ""
 
 
-_REGISTRY: Dict[str, _Entry] = {}
+_REGISTRY: Dict[str, ModelInfo] = {}
+FAMILIES = ("resnet", "swin")
+TASKS = ("pretraining", "classification", "segmentation")
 
 
-def register_model(name: str, uses: tuple, extra: Optional[Dict[str, Any]] = None, doc: str = ""):
+def register_model(name: str, uses: tuple, *, family: str, task: str, encoders: str = "dual",
+                   baseline: bool = False, cacheable: bool = False, extra: Optional[Dict[str, Any]] = None,
+                   doc: str = ""):
     """Register ``builder(num_classes, **options)`` under a CLI name; ``uses``: options it reads."""
+    if family not in FAMILIES or task not in TASKS:
+        raise ValueError(f"register_model({name!r}): family must be one of {FAMILIES}, task one of {TASKS}")
+
     def deco(fn: Callable[..., SensorModel]) -> Callable[..., SensorModel]:
-        _REGISTRY[name] = _Entry(name, fn, uses, dict(extra or {}), doc or (fn.__doc__ or "").strip())
+        _REGISTRY[name] = ModelInfo(name, fn, uses, family, task, encoders=encoders, baseline=baseline,
+                                    cacheable=cacheable, extra=dict(extra or {}),
+                                    doc=doc or (fn.__doc__ or "").strip())
         return fn
     return deco
 
 
-def list_models() -> List[str]:
-    """Every name ``create_model`` accepts."""
-    return sorted(_REGISTRY)
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of ``name`` (``ValueError`` listing the valid names otherwise)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def list_models(**where: Any) -> List[str]:
+    """Every name ``create_model`` accepts, optionally those whose info matches ``where``
+    (e.g. ``list_models(task="segmentation")``, ``list_models(baseline=True)``)."""
+    return sorted(n for n, info in _REGISTRY.items() if all(getattr(info, k) == v for k, v in where.items()))
 
 
 _CH = ("s1_input_channels", "s2_input_channels")
@@ -61,52 +99,62 @@ _RES = _CH + ("base_model",)
 _DPR = {"drop_path_rate": 0.1}  # model_config.MODEL.DROP_PATH_RATE of the original config
 
 
-@register_model("resnet18", _CH, doc="early fusion ResNet18 (15-band conv1)")
+@register_model("resnet18", _CH, family="resnet", task="classification", encoders="early",
+                baseline=True, doc="early fusion ResNet18 (15-band conv1)")
 def _resnet18(num_classes, **o):
     return ResNetBaseline(num_classes, "resnet18", **o)
 
 
-@register_model("resnet50", _CH, doc="early fusion ResNet50 (15-band conv1)")
+@register_model("resnet50", _CH, family="resnet", task="classification", encoders="early",
+                baseline=True, doc="early fusion ResNet50 (15-band conv1)")
 def _resnet50(num_classes, **o):
     return ResNetBaseline(num_classes, "resnet50", **o)
 
 
-@register_model("DualBaseline", _RES, doc="late fusion: two ResNets, concat, fc")
+@register_model("DualBaseline", _RES, family="resnet", task="classification", baseline=True,
+                doc="late fusion: two ResNets, concat, fc")
 def _dual_baseline(num_classes, **o):
     return DualBaseline(num_classes, **o)
 
 
-@register_model("DoubleResNetSimCLRDownstream", _RES, doc="SSL ResNet backbones, concat, fc")
+@register_model("DoubleResNetSimCLRDownstream", _RES, family="resnet", task="classification", cacheable=True,
+                doc="SSL ResNet backbones, concat, fc")
 def _double_resnet_downstream(num_classes, **o):
     return DoubleResNetSimCLRDownstream(num_classes, **o)
 
 
-@register_model("SwinBaseline", _SWIN, _DPR, doc="one Swin-T on the concatenated bands, linear head")
+@register_model("SwinBaseline", _SWIN, family="swin", task="classification", encoders="early", baseline=True,
+                extra=_DPR, doc="one Swin-T on the concatenated bands, linear head")
 def _swin_baseline(num_classes, **o):
     return SwinBaseline(num_classes, **o)
 
 
-@register_model("DualSwinBaseline", _SWIN, _DPR, doc="two Swin-T, concat, linear head")
+@register_model("DualSwinBaseline", _SWIN, family="swin", task="classification", baseline=True, extra=_DPR,
+                doc="two Swin-T, concat, linear head")
 def _dual_swin_baseline(num_classes, **o):
     return DualSwinBaseline(num_classes, **o)
 
 
-@register_model("DoubleSwinTransformerDownstream", _SWIN, _DPR, doc="SSL Swin-T backbones, concat, linear head")
+@register_model("DoubleSwinTransformerDownstream", _SWIN, family="swin", task="classification", cacheable=True,
+                extra=_DPR, doc="SSL Swin-T backbones, concat, linear head")
 def _double_swin_downstream(num_classes, **o):
     return DoubleSwinTransformerDownstream(num_classes, **o)
 
 
-@register_model("DoubleSwinTransformerSegmentation", _SWIN, _DPR, doc="SSL Swin-T backbones + SwinUNet decoders")
+@register_model("DoubleSwinTransformerSegmentation", _SWIN, family="swin", task="segmentation", extra=_DPR,
+                doc="SSL Swin-T backbones + SwinUNet decoders")
 def _double_swin_segmentation(num_classes, **o):
     return DoubleSwinTransformerSegmentation(num_classes, **o)
 
 
-@register_model("DoubleResNetSimCLR", _RES, {"out_dim": 128}, doc="pre-training: two ResNets + projection MLPs")
+@register_model("DoubleResNetSimCLR", _RES, family="resnet", task="pretraining", extra={"out_dim": 128},
+                doc="pre-training: two ResNets + projection MLPs")
 def _double_resnet_simclr(num_classes, **o):
     return DoubleResNetSimCLR(**o)
 
 
-@register_model("DoubleSwinTransformer", _SWIN, _DPR, doc="pre-training: two Swin-T, pooled features")
+@register_model("DoubleSwinTransformer", _SWIN, family="swin", task="pretraining", extra=_DPR,
+                doc="pre-training: two Swin-T, pooled features")
 def _double_swin(num_classes, **o):
     return DoubleSwinTransformer(**o)
 
@@ -121,9 +169,7 @@ def create_model(name: str, num_classes: int = 8, checkpoint: Optional[Checkpoin
     ``drop_path_rate`` (Swin), ``out_dim`` (DoubleResNetSimCLR). Options a model does not use are
     accepted and ignored. The load report is kept as ``model.load_report``.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    entry = _REGISTRY[name]
+    entry = model_info(name)
     unknown = sorted(set(options) - set(COMMON_OPTIONS) - set(entry.extra))
     if unknown:
         raise TypeError(f"create_model({name!r}) got unknown option(s) {unknown}; accepted: "

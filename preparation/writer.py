@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from preparation import records as rec
 from preparation.labels import NO_LABEL, VECTOR_SUFFIXES, geojson_names, mapping_for_names, open_labels
 from preparation.scenes import Scene, SceneOptions, open_scene
 from preparation.splits import BlockGrid, assign_blocks, patch_origins, split_of
+from utils import cli
 
 __all__ = ["Settings", "prepare", "S1_PLACEHOLDER_DB", "FORMAT"]
 
@@ -354,13 +354,6 @@ class _Quicklook:
                 "step": self.step, "width": g.width, "height": g.height}
 
 
-def _progress(total: int, desc: str, enabled: Optional[bool]):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="strip", disable=not (sys.stderr.isatty() if enabled is None else enabled),
-                dynamic_ncols=True, leave=False)
-
-
 def _metadata(settings: Settings, plan: _Plan, status: str, extra: Optional[dict] = None) -> dict:
     from inference import software_version
 
@@ -409,7 +402,7 @@ def prepare(settings: Settings, *, overwrite: bool = False, progress: Optional[b
         for scene, look in zip(plan.scenes, looks):
             rows = patch_origins(scene.grid.height, PATCH_SIZE, settings.stride)
             reader = _RollingRows(scene, PATCH_SIZE)
-            bar = _progress(len(rows), f"scene {scene.index}", progress)
+            bar = cli.progress(total=len(rows), desc=f"scene {scene.index}", enabled=progress, unit="strip")
             for row in rows:
                 if (scene.index, row) not in done:
                     layers, first_new = reader.get(row)

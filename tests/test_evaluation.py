@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train_evaluation
-from training.engine import StepHooks
+from training.engine import Callbacks
 from utils.results import find_results, results_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_resume_continues_from_the_last_checkpoint(sample_root, tmp_path):
             raise KeyboardInterrupt
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train_evaluation.main(eval_args(sample_root, killed, *run), hooks=StepHooks(after_step=kill))
+        train_evaluation.main(eval_args(sample_root, killed, *run), callbacks=Callbacks(after_step=kill))
     train_evaluation.main(eval_args(sample_root, killed, *run, "--resume", "auto"))
     a = torch.load(straight / "checkpoint_last.pth", weights_only=False)["model_weights"]
     b = torch.load(killed / "checkpoint_last.pth", weights_only=False)["model_weights"]

@@ -282,8 +282,8 @@ def _toy_batches(nan_in=()):
 def test_reproduce_original_skips_batches_with_nan_and_ours_repairs_them():
     model, task = _Toy(), _ToyTask()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = engine.train_one_epoch(model, _toy_batches(nan_in={1, 3}), task, opt,
-                                    torch.device("cpu"), 0, skip_nan_batches=True)
+    result = engine.train_one_epoch(model, _toy_batches(nan_in={1, 3}), task, opt, torch.device("cpu"), 0,
+                                    options=engine.FitOptions(epochs=1, skip_nan_batches=True))
     assert task.seen == 4 and result.stats["skipped_nan_batches"] == 2
     task = _ToyTask()
     engine.train_one_epoch(model, _toy_batches(nan_in={1, 3}), task, opt, torch.device("cpu"), 0)
@@ -293,9 +293,9 @@ def test_reproduce_original_skips_batches_with_nan_and_ours_repairs_them():
 def test_validation_after_epoch_indices_0_2_4_and_the_last(tmp_path):
     model, task = _Toy(), _ToyTask()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    history = engine.fit(model, _toy_batches(), task, opt, torch.device("cpu"), epochs=6,
-                         output_dir=tmp_path, make_checkpoint=lambda e, v: {"epoch": e},
-                         val_loader=_toy_batches(), val_every=2, save_every=100)
+    history = engine.fit(model, _toy_batches(), task, opt, torch.device("cpu"),
+                         engine.FitOptions(epochs=6, output_dir=tmp_path, val_every=2, save_every=100),
+                         val_loader=_toy_batches(), callbacks=engine.Callbacks(make_checkpoint=lambda e, v: {"epoch": e}))
     assert [r["epoch"] - 1 for r in history if "val" in r] == [0, 2, 4, 5]
 
 

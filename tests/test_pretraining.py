@@ -10,7 +10,7 @@ import torch
 
 import train_d_swin_backbone
 import train_resnet_backbone
-from training.engine import NonFiniteLossError, StepHooks
+from training.engine import Callbacks, NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -70,7 +70,7 @@ def test_killed_run_resumed_with_auto_ends_with_the_same_weights(sample_root, tm
             raise KeyboardInterrupt  # mid-epoch 2, after the epoch-1 checkpoint
     with pytest.raises(KeyboardInterrupt):
         train_resnet_backbone.main(resnet_args(sample_root, killed, *run),
-                                   hooks=StepHooks(after_step=kill))
+                                   callbacks=Callbacks(after_step=kill))
     assert torch.load(killed / "checkpoint_last.pth", weights_only=False)["epoch"] == 1
     train_resnet_backbone.main(resnet_args(sample_root, killed, *run, "--resume", "auto"))
     lrs = [json.loads(x)["lr/0"] for x in (killed / "log.jsonl").read_text().splitlines()]
@@ -101,7 +101,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(sample_root, t
     try:
         with pytest.raises(NonFiniteLossError, match="non-finite loss"):
             train_resnet_backbone.main(resnet_args(sample_root, tmp_path, "--epochs", "2", "--resume", "auto"),
-                                       hooks=StepHooks(after_step=poison))
+                                       callbacks=Callbacks(after_step=poison))
     finally:
         models.create_model = real_create
     kept = torch.load(tmp_path / "checkpoint_last.pth", weights_only=False)

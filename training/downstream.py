@@ -26,21 +26,18 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-SSL_CLASSIFIERS = ("DoubleResNetSimCLRDownstream", "DoubleSwinTransformerDownstream")
-SEGMENTATION = ("DoubleSwinTransformerSegmentation",)
-BASELINES = ("resnet18", "resnet50", "DualBaseline", "SwinBaseline", "DualSwinBaseline")
-
 
 def family(model_name: str) -> str:
-    """``ssl``, ``segmentation`` or ``baseline``."""
-    if model_name in SSL_CLASSIFIERS:
-        return "ssl"
-    if model_name in SEGMENTATION:
-        return "segmentation"
-    if model_name in BASELINES:
+    """``ssl``, ``segmentation`` or ``baseline`` (from the model registry's metadata)."""
+    from models import list_models, model_info
+
+    info = model_info(model_name)
+    if info.task == "pretraining":
+        downstream = [n for n in list_models() if model_info(n).task != "pretraining"]
+        raise ValueError(f"{model_name!r} is not a downstream model; choose one of {', '.join(downstream)}")
+    if info.baseline:
         return "baseline"
-    raise ValueError(f"{model_name!r} is not a downstream model; choose one of "
-                     f"{', '.join(SSL_CLASSIFIERS + SEGMENTATION + BASELINES)}")
+    return "segmentation" if info.task == "segmentation" else "ssl"
 
 
 @dataclass

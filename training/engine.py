@@ -26,6 +26,7 @@ from models.checkpoint import save_checkpoint
 from training import distributed as du
 from training.metrics import headline
 from training.runlog import Logger
+from utils.cli import progress
 
 #: the checkpoint a run rewrites as it goes (``--resume auto`` continues from it)
 LAST_CHECKPOINT = "checkpoint_last.pth"
@@ -33,6 +34,8 @@ LAST_CHECKPOINT = "checkpoint_last.pth"
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf: the run stops, the last good checkpoint stays on disk."""
+
+    user_facing = True   # utils.cli prints the message as it is
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -189,6 +192,43 @@ def resolve_resume(resume: str | None, output_dir: str | Path, last_name: str) -
     return path
 
 
+def restart_from_checkpoint(path: str | Path | None, run_variables: dict | None = None, **objects) -> dict | None:
+    """Continue a run from ``path`` (DINO's ``restart_from_checkpoint``): ``None`` does nothing.
+
+    Each ``objects[key]`` is restored from ``checkpoint[key]``: a model through
+    :func:`models.checkpoint.load_checkpoint` (``state_dict`` = the published pre-training
+    layout, ``model_weights`` = a downstream model, strict), anything else (optimiser, scheduler,
+    scaler) with ``load_state_dict``; a missing entry leaves the object as it is, with a note. The
+    RNG states are restored when the checkpoint has them, and every key of ``run_variables``
+    (e.g. ``{"epoch": 0, "global_step": 0}``) takes the checkpoint's value. Returns the checkpoint.
+    """
+    from models.checkpoint import load_checkpoint, read_checkpoint
+
+    if path is None:
+        return None
+    ckpt, _ = read_checkpoint(path)
+    for key, obj in objects.items():
+        if obj is None:
+            continue
+        if ckpt.get(key) is None:
+            if du.is_main_process():
+                print(f"note: {path} holds no {key!r}: it starts afresh (a lean checkpoint, "
+                      "--no-save_optimizer, keeps no optimiser state)")
+            continue
+        if isinstance(obj, nn.Module):
+            load_checkpoint(obj, {key: ckpt[key]}, source=str(path))
+        else:
+            obj.load_state_dict(ckpt[key])
+    if ckpt.get("rng"):
+        set_rng_state(ckpt["rng"])
+    for key in run_variables or {}:
+        if key in ckpt:
+            run_variables[key] = int(ckpt[key])
+    if du.is_main_process():
+        print(f"resumed from {path} at epoch {int(ckpt.get('epoch', ckpt.get('epochs', 0)) or 0)}")
+    return ckpt
+
+
 def make_run_folder(output_dir: str | Path) -> Path:
     """Create ``output_dir``; a folder that cannot be made is one line naming ``--output_dir``."""
     folder = Path(output_dir)
@@ -223,6 +263,12 @@ def take_skipped(batch, loader, epoch: int | None = None) -> int:
     return len(records)
 
 
+def left_out(loader) -> int:
+    """Items the loader's dataset could not provide at all (e.g. cached features extracted without
+    the unreadable samples): every pass over it is short of them, so they count as skipped."""
+    return int(getattr(getattr(loader, "dataset", None), "left_out", 0) or 0)
+
+
 def bad_sample_total(loader) -> int | None:
     """Distinct unreadable samples recorded for ``loader``'s split so far (None: not tracked)."""
     log = getattr(getattr(loader, "dataset", None), "log", None)
@@ -239,11 +285,43 @@ def _sum_over_ranks(value: int) -> int:
 
 # ----------------------------------------------------------------------- the loop
 @dataclass
-class StepHooks:
-    """Things the loop calls per step; tests use ``after_step`` to simulate a kill."""
+class Optimization:
+    """What steps the weights: the optimiser, an fp16 loss scaler, and the LR schedules (a per-step
+    one is stepped after every optimiser step, a per-epoch one after every epoch)."""
 
-    after_step: Callable[[int, int], None] | None = None  # (epoch, step_in_epoch)
-    per_step_scheduler: object | None = None              # .step() after each optimiser step
+    optimizer: torch.optim.Optimizer
+    scaler: object | None = None
+    step_scheduler: object | None = None
+    epoch_scheduler: object | None = None
+
+
+@dataclass
+class FitOptions:
+    """How the loop runs (the scripts fill it from their flags)."""
+
+    epochs: int
+    output_dir: str | Path | None = None
+    start_epoch: int = 0
+    global_step: int = 0
+    val_every: int = 1              # validate after epoch indices 0, N, 2N, ... and the last
+    save_every: int = 1             # write output_dir/last_name every N epochs and at the end
+    keep_every: int = 0             # also keep checkpoint_XXXX.pth every N epochs (0: never)
+    log_every: int = 10             # step scalars every N steps
+    amp: str = "none"
+    channels_last: bool = False
+    max_grad_norm: float | None = None
+    skip_nan_batches: bool = False  # the original's: skip a batch holding a NaN S1 pixel
+    last_name: str = LAST_CHECKPOINT
+
+
+@dataclass
+class Callbacks:
+    """What the loop calls; every field is optional (tests use ``after_step`` to simulate a kill)."""
+
+    make_checkpoint: Callable[[int, dict], dict] | None = None   # (epochs_done, last val stats) -> dict
+    after_step: Callable[[int, int], None] | None = None         # (epoch, step_in_epoch)
+    on_validation: Callable[[int, dict], None] | None = None     # (epochs_done, val stats)
+    collect_last: Callable[[dict, torch.Tensor], None] | None = None   # every batch of the last validation
 
 
 @dataclass
@@ -253,77 +331,87 @@ class EpochResult:
     seconds: float = 0.0
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int, *, amp: str = "none", scaler=None,
-                    logger: Logger | None = None, global_step: int = 0, log_every: int = 10,
-                    hooks: StepHooks | None = None, channels_last: bool = False,
-                    max_grad_norm: float | None = None, desc: str = "train",
-                    skip_nan_batches: bool = False) -> EpochResult:
+def _backward_and_step(loss: torch.Tensor, model: nn.Module, opt: Optimization, max_grad_norm) -> None:
+    optimizer = opt.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    if opt.scaler is not None:
+        opt.scaler.scale(loss).backward()
+        if max_grad_norm:
+            opt.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        opt.scaler.step(optimizer)
+        opt.scaler.update()
+    else:
+        loss.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+    if opt.step_scheduler is not None:
+        opt.step_scheduler.step()
+
+
+def _batch_size(batch: dict) -> int:
+    for key in ("s2", "s1", "features"):
+        if key in batch:
+            return batch[key].shape[0]
+    raise KeyError(f"batch has none of s2, s1, features: {sorted(batch)}")
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimization, device: torch.device,
+                    epoch: int, *, options: FitOptions | None = None, callbacks: Callbacks | None = None,
+                    logger: Logger | None = None, global_step: int = 0, desc: str = "train") -> EpochResult:
     """One pass over ``loader``: forward, task loss, backward, step. Returns mean stats.
 
-    NaN S1 pixels are repaired by the dataset and counted; ``skip_nan_batches`` skips every
-    batch that held one instead (what the original did). Unreadable samples the loader
-    replaced are recorded (:func:`take_skipped`) and counted in ``stats["skipped_samples"]``.
+    ``optimization``: an :class:`Optimization` or just the optimiser. NaN S1 pixels are repaired
+    by the dataset and counted; ``options.skip_nan_batches`` skips every batch that held one
+    instead (what the original did). Unreadable samples the loader replaced are recorded
+    (:func:`take_skipped`) and counted in ``stats["skipped_samples"]``.
     """
-    hooks = hooks or StepHooks()
+    opt = optimization if isinstance(optimization, Optimization) else Optimization(optimization)
+    options = options or FitOptions(epochs=epoch + 1)
+    callbacks = callbacks or Callbacks()
     model.train()
     meter = Averager()
     nan_pixels = skipped = unreadable = 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"{desc} {epoch}", disable=not du.is_main_process(),
-               dynamic_ncols=True, leave=False)
+    bar = progress(loader, desc=f"{desc} {epoch}")
     for step, batch in enumerate(bar):
         unreadable += take_skipped(batch, loader, epoch + 1)
         if robust.is_empty(batch):
             continue
         if "s1_nan_pixels" in batch:
             nan_pixels += int(batch["s1_nan_pixels"].sum())
-            if skip_nan_batches and batch["s1_nan_pixels"].any():
+            if options.skip_nan_batches and batch["s1_nan_pixels"].any():
                 skipped += 1
                 continue
-        batch = to_device(batch, device, channels_last)
-        with autocast(device, amp):
+        batch = to_device(batch, device, options.channels_last)
+        with autocast(device, options.amp):
             outputs = model(batch)
         loss, stats = task(outputs, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}: stopping; "
                 "the last good checkpoint is kept. Lower the learning rate or try --amp none.")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if max_grad_norm:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-        if hooks.per_step_scheduler is not None:
-            hooks.per_step_scheduler.step()
-        n = batch["s2" if "s2" in batch else "s1"].shape[0]
+        _backward_and_step(loss, model, opt, options.max_grad_norm)
         stats = {"loss": loss.detach(), **stats}
-        meter.add(stats, n)
+        meter.add(stats, _batch_size(batch))
         global_step += 1
-        if step % log_every == 0 or step == len(loader) - 1:
+        if step % options.log_every == 0 or step == len(loader) - 1:
             values = {k: float(v) for k, v in stats.items()}
-            values["lr"] = optimizer.param_groups[0]["lr"]
+            values["lr"] = opt.optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
             if logger:
                 logger.scalars("train_step", values, global_step)
-        if hooks.after_step is not None:
-            hooks.after_step(epoch, step)
+        if callbacks.after_step is not None:
+            callbacks.after_step(epoch, step)
     bar.close()
     seconds = time.perf_counter() - start
     result = EpochResult(meter.means(), meter.count, seconds)
     result.stats["samples_per_s"] = meter.count * du.get_world_size() / max(seconds, 1e-9)
     result.stats["s1_nan_pixels"] = nan_pixels
-    if skip_nan_batches:
+    if options.skip_nan_batches:
         result.stats["skipped_nan_batches"] = skipped
-    result.stats["skipped_samples"] = _sum_over_ranks(unreadable)
+    result.stats["skipped_samples"] = _sum_over_ranks(unreadable + left_out(loader))
     total = bad_sample_total(loader)
     if total is not None:
         result.stats["bad_samples_total"] = total
@@ -345,8 +433,7 @@ def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *
     meter = Averager()
     acc = task.new_accumulator()
     unreadable = 0
-    for batch in tqdm(loader, desc=desc, disable=not du.is_main_process(), dynamic_ncols=True,
-                      leave=False):
+    for batch in progress(loader, desc=desc):
         unreadable += take_skipped(batch, loader, epoch)
         if robust.is_empty(batch):
             continue
@@ -356,13 +443,13 @@ def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *
         with autocast(device, amp):
             outputs = model(batch)
         loss, stats = task(outputs, batch)
-        n = batch["s2" if "s2" in batch else "s1"].shape[0]
-        meter.add({"loss": loss, **stats}, n)
+        meter.add({"loss": loss, **stats}, _batch_size(batch))
         if acc is not None:
             acc.update(outputs.float(), task.targets(batch))
         if collect is not None:
             collect(batch, outputs)
     # average the per-rank means weighted by counts; sum metric counts
+    unreadable += left_out(loader) if du.get_rank() == 0 else 0
     sums = torch.tensor([meter.count, unreadable] + [float(v) * meter.count for v in meter.means().values()],
                         dtype=torch.float64)
     du.all_reduce_sum([sums])
@@ -426,82 +513,79 @@ def skipped_note(train_stats: dict, val_stats: dict | None, loader) -> str:
     return f"  ({'; '.join(parts)}{where})"
 
 
-def finish_epoch(record: dict, line: str, *, logger: Logger | None, last: bool, save_every: int,
-                 keep_every: int, make_checkpoint: Callable[[int, dict], dict], val_stats: dict,
-                 global_step: int, output_dir: Path, last_name: str) -> None:
+def finish_epoch(record: dict, line: str, *, logger: Logger | None, last: bool, options: FitOptions,
+                 callbacks: Callbacks, val_stats: dict, global_step: int) -> None:
     """Rank 0 at the end of an epoch: print and log its line and record, save when due."""
     epoch = record["epoch"]
     tqdm.write(line)
     if logger:
         logger.text(line)
         logger.record(record)
-    if epoch % save_every == 0 or last:
-        ckpt = make_checkpoint(epoch, val_stats)
+    if callbacks.make_checkpoint is not None and (epoch % options.save_every == 0 or last):
+        ckpt = callbacks.make_checkpoint(epoch, val_stats)
         ckpt["global_step"] = global_step
-        save_checkpoint(ckpt, output_dir / last_name)
-        if keep_every and epoch % keep_every == 0:
+        output_dir = Path(options.output_dir)
+        save_checkpoint(ckpt, output_dir / options.last_name)
+        if options.keep_every and epoch % options.keep_every == 0:
             save_checkpoint(ckpt, output_dir / f"checkpoint_{epoch:04d}.pth")
 
 
-def fit(model: nn.Module, train_loader: DataLoader, task, optimizer: torch.optim.Optimizer,
-        device: torch.device, *, epochs: int, output_dir: str | Path,
-        make_checkpoint: Callable[[int, dict], dict], last_name: str = LAST_CHECKPOINT,
-        start_epoch: int = 0, global_step: int = 0, val_loader: DataLoader | None = None,
-        val_every: int = 1, save_every: int = 1, keep_every: int = 0, amp: str = "none",
-        scaler=None, logger: Logger | None = None, step_scheduler=None, epoch_scheduler=None,
-        hooks: StepHooks | None = None, channels_last: bool = False, log_every: int = 10,
-        max_grad_norm: float | None = None, on_validation: Callable[[int, dict], None] | None = None,
-        skip_nan_batches: bool = False,
-        collect_last: Callable[[dict, torch.Tensor], None] | None = None) -> list[dict]:
+def fit(model: nn.Module, train_loader: DataLoader, task, optimization, device: torch.device,
+        options: FitOptions, *, val_loader: DataLoader | None = None, callbacks: Callbacks | None = None,
+        logger: Logger | None = None) -> list[dict]:
     """The epoch loop: train, step the epoch schedule, validate, checkpoint (rank 0, atomic).
 
-    ``make_checkpoint(epochs_done, last_val_stats)`` returns the dict to save; it is written
-    to ``output_dir/last_name`` every ``save_every`` epochs and at the end, and also kept as
-    ``checkpoint_XXXX.pth`` every ``keep_every`` epochs (0: never). ``collect_last(batch,
-    outputs)`` sees every batch of the last validation pass.
+    ``optimization``: an :class:`Optimization` (or just the optimiser). ``callbacks.make_checkpoint
+    (epochs_done, last_val_stats)`` returns the dict to save; it is written to
+    ``options.output_dir / options.last_name`` every ``options.save_every`` epochs and at the end,
+    and also kept as ``checkpoint_XXXX.pth`` every ``options.keep_every`` epochs (0: never).
+    ``callbacks.collect_last(batch, outputs)`` sees every batch of the last validation pass.
+    Neither ``options`` nor ``callbacks`` is modified.
     """
-    hooks = hooks or StepHooks()
-    hooks.per_step_scheduler = step_scheduler
+    opt = optimization if isinstance(optimization, Optimization) else Optimization(optimization)
+    callbacks = callbacks or Callbacks()
     history: list[dict] = []
     val_stats: dict = {}
-    output_dir = Path(output_dir)
-    for epoch in range(start_epoch, epochs):
+    global_step = options.global_step
+    epochs = options.epochs
+    for epoch in range(options.start_epoch, epochs):
         set_epoch(train_loader, epoch)
-        result = train_one_epoch(model, train_loader, task, optimizer, device, epoch, amp=amp,
-                                 scaler=scaler, logger=logger, global_step=global_step,
-                                 log_every=log_every, hooks=hooks, channels_last=channels_last,
-                                 max_grad_norm=max_grad_norm, skip_nan_batches=skip_nan_batches)
+        result = train_one_epoch(model, train_loader, task, opt, device, epoch, options=options,
+                                 callbacks=callbacks, logger=logger, global_step=global_step)
         global_step += len(train_loader)
         # the LR of each group at the end of this epoch (a per-step schedule may have moved it)
-        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-        if epoch_scheduler is not None:
-            epoch_scheduler.step()
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(opt.optimizer.param_groups)}
+        if opt.epoch_scheduler is not None:
+            opt.epoch_scheduler.step()
         record = {"epoch": epoch + 1, "train": result.stats, "lr": lrs}
         if logger:
             logger.scalars("train", result.stats, epoch + 1)
             logger.scalars("lr", lrs, epoch + 1)
         last = epoch + 1 == epochs
         # as the original: after epoch indices 0, N, 2N, ... (and always after the last)
-        if val_loader is not None and (epoch % val_every == 0 or last):
-            val_stats = evaluate(model, val_loader, task, device, amp=amp,
-                                 channels_last=channels_last, desc=f"val {epoch}",
-                                 skip_nan_batches=skip_nan_batches,
-                                 collect=collect_last if last else None, epoch=epoch + 1)
+        if val_loader is not None and (epoch % options.val_every == 0 or last):
+            val_stats = evaluate(model, val_loader, task, device, amp=options.amp,
+                                 channels_last=options.channels_last, desc=f"val {epoch}",
+                                 skip_nan_batches=options.skip_nan_batches,
+                                 collect=callbacks.collect_last if last else None, epoch=epoch + 1)
             record["val"] = val_stats
             if logger:
                 logger.scalars("val", {**headline(val_stats), **skip_counts(val_stats)}, epoch + 1)
-            if on_validation is not None:
-                on_validation(epoch + 1, val_stats)
+            if callbacks.on_validation is not None:
+                callbacks.on_validation(epoch + 1, val_stats)
         if du.is_main_process():
-            line = f"epoch {epoch + 1}/{epochs}  {describe(result.stats)}"
-            if "val" in record:
-                line += f"  | val {describe(val_stats)}"
-            if result.stats.get("s1_nan_pixels"):
-                line += f"  (repaired {int(result.stats['s1_nan_pixels'])} NaN S1 pixels)"
-            line += skipped_note(result.stats, val_stats if "val" in record else None, train_loader)
-            finish_epoch(record, line, logger=logger, last=last, save_every=save_every,
-                         keep_every=keep_every, make_checkpoint=make_checkpoint,
-                         val_stats=val_stats, global_step=global_step, output_dir=output_dir,
-                         last_name=last_name)
+            finish_epoch(record, _epoch_line(record, epochs, train_loader), logger=logger, last=last,
+                         options=options, callbacks=callbacks, val_stats=val_stats, global_step=global_step)
         history.append(record)
     return history
+
+
+def _epoch_line(record: dict, epochs: int, loader) -> str:
+    """The one line an epoch prints and logs."""
+    stats, val = record["train"], record.get("val")
+    line = f"epoch {record['epoch']}/{epochs}  {describe(stats)}"
+    if val is not None:
+        line += f"  | val {describe(val)}"
+    if stats.get("s1_nan_pixels"):
+        line += f"  (repaired {int(stats['s1_nan_pixels'])} NaN S1 pixels)"
+    return line + skipped_note(stats, val, loader)

@@ -247,13 +247,15 @@ class Monitor:
                                                             if k != "epoch"}})
         return values
 
-    def hooks(self, model: nn.Module, hooks, *, steps_per_epoch: int, epochs: int):
-        """``hooks`` with an ``after_step`` that also runs the monitor after the last step of
-        every ``every``-th epoch (and of the last epoch)."""
-        from training.engine import StepHooks
+    def callbacks(self, model: nn.Module, callbacks, *, steps_per_epoch: int, epochs: int):
+        """A copy of ``callbacks`` (:class:`training.engine.Callbacks`) whose ``after_step`` also
+        runs the monitor after the last step of every ``every``-th epoch (and of the last epoch)."""
+        import dataclasses
 
-        hooks = hooks or StepHooks()
-        previous = hooks.after_step
+        from training.engine import Callbacks
+
+        callbacks = callbacks or Callbacks()
+        previous = callbacks.after_step
 
         def after_step(epoch: int, step: int) -> None:
             if previous is not None:
@@ -261,8 +263,7 @@ class Monitor:
             if step == steps_per_epoch - 1 and ((epoch + 1) % self.every == 0 or epoch + 1 == epochs):
                 self.run(model, epoch + 1)
 
-        hooks.after_step = after_step
-        return hooks
+        return dataclasses.replace(callbacks, after_step=after_step)
 
 
 def from_args(args, device, logger, batch_size: int | None = None):

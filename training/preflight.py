@@ -29,7 +29,6 @@ __all__ = ["check_downstream", "check_pretraining", "prepare_run_folder", "resol
            "check_resume", "run_files", "DOWNSTREAM_RESUME_KEYS", "PRETRAINING_RESUME_KEYS",
            "SWIN_RESUME_KEYS"]
 
-PRETRAINING_MODELS = ("DoubleResNetSimCLR", "DoubleSwinTransformer")
 SEGMENTATION_TARGETS = ("dfc", "lc")
 MULTI_LABEL_TARGETS = ("dfc_multilabel_one_hot", "lc_multilabel_one_hot")
 MIN_RESNET_PX = 32  # five stride-2 stages: smaller crops end in a 0 x 0 feature map
@@ -208,13 +207,48 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any],
     return out
 
 
+def _pretraining_kind(flag: str, obj: Mapping[str, Any], arch: Optional[str] = None, **_: Any) -> None:
+    """A pre-training run resumes only from a pre-training checkpoint of the same architecture."""
+    if "model_weights" in obj:
+        raise UsageError(f"{flag} is a downstream checkpoint (train_evaluation.py, model "
+                         f"{obj.get('model_name', 'unknown')}); pre-training continues only from its own "
+                         f"{LAST_CHECKPOINT}")
+    if not {"state_dict", "optimizer", "epoch"} <= set(obj):
+        raise UsageError(f"{flag} cannot be resumed: it lacks {sorted({'state_dict', 'optimizer', 'epoch'} - set(obj))} "
+                         "(a published backbone such as swin_t.pth starts a downstream run: train_evaluation.py "
+                         "--checkpoint)")
+    if arch is not None and obj.get("arch") not in (None, arch):
+        raise UsageError(f"{flag} holds a {obj.get('arch')} backbone, this run trains {arch}; "
+                         "use the same architecture, or another --output_dir for a new run")
+
+
+def _downstream_kind(flag: str, obj: Mapping[str, Any], path: Path, model_name: Optional[str] = None,
+                     **_: Any) -> None:
+    """A downstream run resumes only from a downstream checkpoint (with optimiser state) of the same model."""
+    if "model_weights" not in obj:
+        hint = (f"; to start a downstream run from a pre-trained backbone pass --checkpoint {path}"
+                if "state_dict" in obj else "")
+        raise UsageError(f"{flag} is not a downstream checkpoint (no 'model_weights'){hint}; "
+                         "--resume continues a train_evaluation.py run")
+    if not {"optim_state", "epochs"} <= set(obj) or obj.get("optim_state") is None:
+        raise UsageError(f"{flag} cannot be resumed: it holds no optimiser state / epoch count "
+                         "(a model to start from goes to --checkpoint)")
+    if model_name is not None and obj.get("model_name") not in (None, model_name):
+        raise UsageError(f"{flag} holds a {obj.get('model_name')}, this run trains {model_name}; "
+                         "use the same --model, or another --output_dir for a new run")
+
+
+_KIND_CHECKS = {"pretraining": _pretraining_kind, "downstream": _downstream_kind}
+
+
 def check_resume(resume: Optional[str], output_dir, *, kind: str, current: Mapping[str, Any],
                  keys: Sequence[str], arch: Optional[str] = None, model_name: Optional[str] = None,
                  defaults: Optional[Mapping[str, Any]] = None) -> None:
     """Refuse a ``--resume`` checkpoint of the wrong kind, model, architecture or settings.
 
-    ``kind`` is ``"pretraining"`` or ``"downstream"``; ``current`` the config this run would save;
-    ``defaults`` as in :func:`config_differences`.
+    ``kind`` is ``"pretraining"`` or ``"downstream"`` (its check: :func:`_pretraining_kind`,
+    :func:`_downstream_kind`); ``current`` the config this run would save; ``defaults`` as in
+    :func:`config_differences`.
     """
     from models.checkpoint import read_checkpoint
     from training.engine import resolve_resume
@@ -224,32 +258,7 @@ def check_resume(resume: Optional[str], output_dir, *, kind: str, current: Mappi
         return
     obj, _ = read_checkpoint(path)  # weights_only: a file that is not a checkpoint is refused here
     flag = f"--resume {resume}" + ("" if resume != "auto" else f" ({path})")
-    if kind == "pretraining":
-        if "model_weights" in obj:
-            raise UsageError(
-                f"{flag} is a downstream checkpoint (train_evaluation.py, model "
-                f"{obj.get('model_name', 'unknown')}); pre-training continues only from its own "
-                f"{LAST_CHECKPOINT}")
-        if not {"state_dict", "optimizer", "epoch"} <= set(obj):
-            raise UsageError(
-                f"{flag} cannot be resumed: it lacks {sorted({'state_dict', 'optimizer', 'epoch'} - set(obj))} "
-                "(a published backbone such as swin_t.pth starts a downstream run: train_evaluation.py "
-                "--checkpoint)")
-        if arch is not None and obj.get("arch") not in (None, arch):
-            raise UsageError(f"{flag} holds a {obj.get('arch')} backbone, this run trains {arch}; "
-                             "use the same architecture, or another --output_dir for a new run")
-    else:
-        if "model_weights" not in obj:
-            hint = (f"; to start a downstream run from a pre-trained backbone pass --checkpoint {path}"
-                    if "state_dict" in obj else "")
-            raise UsageError(f"{flag} is not a downstream checkpoint (no 'model_weights'){hint}; "
-                             "--resume continues a train_evaluation.py run")
-        if not {"optim_state", "epochs"} <= set(obj) or obj.get("optim_state") is None:
-            raise UsageError(f"{flag} cannot be resumed: it holds no optimiser state / epoch count "
-                             "(a model to start from goes to --checkpoint)")
-        if model_name is not None and obj.get("model_name") not in (None, model_name):
-            raise UsageError(f"{flag} holds a {obj.get('model_name')}, this run trains {model_name}; "
-                             "use the same --model, or another --output_dir for a new run")
+    _KIND_CHECKS[kind](flag, obj, path=path, arch=arch, model_name=model_name)
     stored = obj.get("config")
     if not isinstance(stored, Mapping):
         if du.is_main_process():
@@ -292,15 +301,18 @@ def check_downstream(args) -> None:
 
     Also resolves the classes (:func:`resolve_classes`): ``args.n_classes`` and ``args.classes``.
     """
+    from models import list_models, model_info
+
     model, target = args.model, args.target
-    if model in PRETRAINING_MODELS:
+    info = model_info(model)
+    if info.task == "pretraining":
+        script = "train_d_swin_backbone.py" if info.family == "swin" else "train_resnet_backbone.py"
         raise UsageError(f"--model {model} is a pre-training model (outputs embeddings, not classes); "
-                         f"pre-train with train_{'d_swin' if 'Swin' in model else 'resnet'}_backbone.py, "
-                         "then pass its checkpoint to --checkpoint of a downstream model")
-    segmentation_model = "Segmentation" in model
+                         f"pre-train with {script}, then pass its checkpoint to --checkpoint of a downstream model")
+    segmentation_model = info.task == "segmentation"
     if target in SEGMENTATION_TARGETS and not segmentation_model:
         raise UsageError(f"--target {target} is a per-pixel map: it needs a segmentation model "
-                         f"(--model DoubleSwinTransformerSegmentation), not {model}")
+                         f"(--model {' or '.join(list_models(task='segmentation'))}), not {model}")
     if target not in SEGMENTATION_TARGETS and segmentation_model:
         raise UsageError(f"--model {model} predicts maps: use --target dfc (or lc), not {target}")
     if target.startswith("dfc") and args.train_mode == "sen12ms":
@@ -308,33 +320,22 @@ def check_downstream(args) -> None:
                          "have: use --train_mode validation, test or dfc (or an lc_* target)")
     if args.s1_input_channels == 0 and args.s2_input_channels == 0:
         raise UsageError("--s1_input_channels 0 and --s2_input_channels 0 drop both inputs")
-    for flag, name in (("--epochs", "epochs"), ("--batch_size", "batch_size"),
-                       ("--validation_every", "val_every"), ("--save_every", "save_every"),
-                       ("--log_every", "log_every")):
-        _check_range(flag, getattr(args, name), lambda v: v >= 1, ">= 1")
-    for flag, name in (("--learning_rate", "learning_rate"), ("--classifier_lr", "classifier_lr"),
-                       ("--lr_step_gamma", "lr_step_gamma")):
-        _check_range(flag, getattr(args, name), lambda v: 0 < v < math.inf, "> 0")
-    _check_range("--weight_decay", args.weight_decay, lambda v: 0 <= v < math.inf, ">= 0")
-    for flag in ("train_used_data_fraction", "val_used_data_fraction"):
-        _check_range(f"--{flag}", getattr(args, flag), lambda v: 0 < v <= 1, "in (0, 1]")
+    # numeric ranges are argparse's (cli.constrain); what depends on the model is checked here
     _check_crop("--image_px_size", args.image_px_size)
-    if "Swin" in model:
+    if info.family == "swin":
         _check_swin_size("--image_px_size", args.image_px_size)
     else:
         _check_range("--image_px_size", args.image_px_size, lambda v: v >= MIN_RESNET_PX,
                      f">= {MIN_RESNET_PX} for the ResNet models")
     _check_amp(args)
-    from training.downstream import BASELINES
-
-    if args.checkpoint is not None and model not in BASELINES:  # baselines ignore it (as the original)
+    if args.checkpoint is not None and not info.baseline:  # baselines ignore it (as the original)
         _check_start_checkpoint(args.checkpoint)
     _check_data(args, train_balanced=args.balanced_classes_train, val_balanced=args.balanced_classes_val,
                 val_required=True)
     scheme = resolve_classes(args)
     current = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    keys = [k for k in DOWNSTREAM_RESUME_KEYS if (k != "base_model" or _uses_base_model(model))
-            and (k != "finetuning" or model not in BASELINES)]
+    keys = [k for k in DOWNSTREAM_RESUME_KEYS if (k != "base_model" or "base_model" in info.uses)
+            and (k != "finetuning" or not info.baseline)]
     check_resume(args.resume, args.output_dir, kind="downstream", current=current, keys=keys,
                  model_name=model, defaults={"n_classes": scheme.num_classes})
     prepare_run_folder(args.output_dir, args.resume, getattr(args, "overwrite", False))
@@ -382,10 +383,6 @@ def _check_start_checkpoint(path) -> None:
         raise UsageError(f"--checkpoint: {exc}") from None
 
 
-def _uses_base_model(model: str) -> bool:
-    return model in ("DualBaseline", "DoubleResNetSimCLRDownstream")
-
-
 # -------------------------------------------------------------------------- pre-training
 def check_pretraining(args, *, arch: str, config: Optional[Mapping[str, Any]] = None) -> None:
     """Everything a pre-training script can check before it builds anything.
@@ -408,25 +405,24 @@ def check_pretraining(args, *, arch: str, config: Optional[Mapping[str, Any]] = 
     def whole(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
+    # flag values passed argparse's checks (cli.constrain); those read from --config did not
     positive, non_negative = (lambda v: 0 < v < math.inf), (lambda v: 0 <= v < math.inf)
-    _check_range(name("--epochs"), args.epochs, lambda v: whole(v) and v >= 1, "an integer >= 1")
-    _check_range(name("--lr"), args.lr, positive, "> 0")
-    _check_range(name("--weight_decay"), args.weight_decay, non_negative, ">= 0")
-    _check_range(name("--temperature"), args.temperature, positive, "> 0")
+    from_config = {
+        "epochs": (lambda v: whole(v) and v >= 1, "an integer >= 1"), "lr": (positive, "> 0"),
+        "weight_decay": (non_negative, ">= 0"), "temperature": (positive, "> 0"),
+        "workers": (lambda v: whole(v) and v >= 0, "an integer >= 0"),
+        "train_used_data_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+        "val_used_data_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+        "warmup_epochs": (non_negative, ">= 0"), "warmup_lr": (non_negative, ">= 0"), "min_lr": (non_negative, ">= 0"),
+        "drop_path_rate": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    }
+    for dest, (ok, what) in from_config.items() if swin else ():
+        if dest not in config.get("_overridden", ()):
+            _check_range(name(f"--{dest}"), getattr(args, dest), ok, what)
     _check_range(name("--batch_size"), args.batch_size, lambda v: whole(v) and v >= 2,
                  "an integer >= 2 (the contrastive loss needs other pairs in the batch as negatives)")
-    _check_range(name("--workers"), args.workers, lambda v: whole(v) and v >= 0, "an integer >= 0")
-    for flag in ("--save_every", "--val_every", "--log_every"):
-        _check_range(flag, getattr(args, flag[2:]), lambda v: whole(v) and v >= 1, "an integer >= 1")
-    _check_range("--keep_every", args.keep_every, lambda v: whole(v) and v >= 0, "an integer >= 0")
-    for flag in ("--train_used_data_fraction", "--val_used_data_fraction"):
-        _check_range(name(flag), getattr(args, flag[2:]), lambda v: 0 < v <= 1, "in (0, 1]")
     _check_crop(name("--image_px_size"), args.image_px_size)
     if swin:
-        _check_range(name("--warmup_epochs"), args.warmup_epochs, non_negative, ">= 0")
-        _check_range(name("--warmup_lr"), args.warmup_lr, non_negative, ">= 0")
-        _check_range(name("--min_lr"), args.min_lr, non_negative, ">= 0")
-        _check_range(name("--drop_path_rate"), args.drop_path_rate, lambda v: 0 <= v < 1, "in [0, 1)")
         model_px = config["img_size"]
         if "image_px_size" in config.get("_overridden", ()):
             _check_swin_size(name("--image_px_size"), model_px)

@@ -7,6 +7,7 @@ to :func:`run_pretraining`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -70,74 +71,57 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
     monitor.add_arguments(parser)
 
 
-def run_pretraining(args, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
-                    arch: str, temperature: float, train_loader, val_loader, device: torch.device,
-                    step_scheduler=None, epoch_scheduler=None, config: dict | None = None,
-                    hooks: engine.StepHooks | None = None) -> list[dict]:
+def run_pretraining(args, model: torch.nn.Module, optimization: engine.Optimization, *, arch: str,
+                    temperature: float, train_loader, val_loader, device: torch.device,
+                    config: dict | None = None, callbacks: engine.Callbacks | None = None) -> list[dict]:
     """Resume if asked, train for ``args.epochs`` and write checkpoints in the published layout.
 
-    Checkpoints hold ``{"epoch", "arch", "state_dict", "optimizer"}`` exactly as the published
-    files (``state_dict`` in the published key layout, so the original code reads them) plus
+    ``optimization``: the optimiser and the LR schedule (per step or per epoch). Checkpoints hold
+    ``{"epoch", "arch", "state_dict", "optimizer"}`` exactly as the published files
+    (``state_dict`` in the published key layout, so the original code reads them) plus
     ``scheduler``, ``scaler``, ``rng``, ``global_step`` and ``config`` for an exact resume.
     """
-    from models.checkpoint import backbone_checkpoint, from_published_state_dict, read_checkpoint
+    from models.checkpoint import backbone_checkpoint
 
     output_dir = Path(args.output_dir)
-    engine.save_run_config(output_dir, config if config is not None else vars(args))
-    scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
+    config = config if config is not None else vars(args)
+    engine.save_run_config(output_dir, config)
+    optimization.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
+    schedule = optimization.step_scheduler or optimization.epoch_scheduler
+    to_restore = {"epoch": 0, "global_step": 0}   # kind and config checked by training.preflight
+    engine.restart_from_checkpoint(engine.resolve_resume(args.resume, output_dir, LAST_CHECKPOINT), to_restore,
+                                   state_dict=model, optimizer=optimization.optimizer, scheduler=schedule,
+                                   scaler=optimization.scaler)
 
-    start_epoch, global_step = 0, 0
-    resume = engine.resolve_resume(args.resume, output_dir, LAST_CHECKPOINT)
-    if resume is not None:
-        ckpt, _ = read_checkpoint(resume)  # weights_only; kind and config checked by training.preflight
-        from_published_state_dict(model, ckpt["state_dict"])
-        if ckpt.get("optimizer"):
-            optimizer.load_state_dict(ckpt["optimizer"])
-        elif du.is_main_process():
-            print(f"note: {resume} is a lean checkpoint (no optimiser state): Adam restarts")
-        schedule = step_scheduler or epoch_scheduler
-        if schedule is not None and ckpt.get("scheduler"):
-            schedule.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        if ckpt.get("rng"):
-            engine.set_rng_state(ckpt["rng"])
-        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt.get("global_step", 0))
-        if du.is_main_process():
-            print(f"resumed from {resume} at epoch {start_epoch}")
-
-    train_model = model
-    if args.compile:
-        train_model = torch.compile(train_model)
+    train_model = torch.compile(model) if args.compile else model
     train_model = engine.wrap_ddp(train_model, device)
 
     def make_checkpoint(epochs_done: int, val_stats: dict) -> dict:
         lean = not getattr(args, "save_optimizer", True)   # --no-save_optimizer: no Adam state
-        return backbone_checkpoint(model, epochs_done, None if lean else optimizer, val_stats=val_stats,
-                                   **engine.resume_state(step_scheduler or epoch_scheduler, scaler,
-                                                         config if config is not None else vars(args)))
+        return backbone_checkpoint(model, epochs_done, None if lean else optimization.optimizer,
+                                   val_stats=val_stats,
+                                   **engine.resume_state(schedule, optimization.scaler, config))
 
+    callbacks = dataclasses.replace(callbacks or engine.Callbacks(), make_checkpoint=make_checkpoint)
+    options = engine.FitOptions(
+        epochs=args.epochs, output_dir=output_dir, start_epoch=to_restore["epoch"],
+        global_step=to_restore["global_step"], val_every=args.val_every, save_every=args.save_every,
+        keep_every=args.keep_every, log_every=args.log_every, amp=args.amp, channels_last=args.channels_last)
     logger = runlog.Logger(output_dir)
     task = tasks.ContrastiveTask(temperature)
     from training import monitor
     watch = monitor.from_args(args, device, logger)   # --monitor_every N: k-NN, probe, retrieval
     try:
         if watch is not None:
-            if start_epoch == 0:
+            if options.start_epoch == 0:
                 watch.run(model, 0)   # the reference line: random init
-            hooks = watch.hooks(model, hooks, steps_per_epoch=len(train_loader), epochs=args.epochs)
+            callbacks = watch.callbacks(model, callbacks, steps_per_epoch=len(train_loader), epochs=args.epochs)
         if du.is_main_process():
-            n = len(train_loader.dataset)
-            print(f"pre-training {arch} on {n} samples for epochs {start_epoch + 1}..{args.epochs} "
-                  f"(batch {args.batch_size} x {du.get_world_size()} processes, device {device})")
-        history = engine.fit(
-            train_model, train_loader, task, optimizer, device, epochs=args.epochs,
-            output_dir=output_dir, make_checkpoint=make_checkpoint, last_name=LAST_CHECKPOINT,
-            start_epoch=start_epoch, global_step=global_step, val_loader=val_loader,
-            val_every=args.val_every, save_every=args.save_every, keep_every=args.keep_every,
-            amp=args.amp, scaler=scaler, logger=logger, step_scheduler=step_scheduler,
-            epoch_scheduler=epoch_scheduler,
-            hooks=hooks, channels_last=args.channels_last, log_every=args.log_every)
+            print(f"pre-training {arch} on {len(train_loader.dataset)} samples for epochs "
+                  f"{options.start_epoch + 1}..{args.epochs} (batch {args.batch_size} x {du.get_world_size()} "
+                  f"processes, device {device})")
+        history = engine.fit(train_model, train_loader, task, optimization, device, options,
+                             val_loader=val_loader, callbacks=callbacks, logger=logger)
     finally:
         logger.close()
     if du.is_main_process():

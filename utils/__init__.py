@@ -1,1 +1,2 @@
-"""Shared utilities: metrics, the contrastive loss, the training engine, distributed helpers."""
+"""Shared helpers with no training in them: the command-line toolbox (``cli``), statistics
+(``stats``), score tables and figures (``report``) and the results table of finished runs (``results``)."""

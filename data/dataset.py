@@ -163,10 +163,11 @@ class DFCDataset(Dataset):
     Observation lists, by precedence: ``observations_csv`` > ``<base_dir>/<mode>_observations.csv``
     > bundled ``data/splits/`` (``_balanced_classes`` variants with ``balanced_classes``).
     ``used_data_fraction`` < 1 keeps the original's subset (:func:`subset_indices`: pandas'
-    ``sample(frac=..., random_state=sampling_seed)``, ``sampling_seed`` 42 whatever ``seed``
-    is), in list order. With ``cover_all_parts`` the original samples after expanding each
-    patch into ``int(256**2 / size**2)`` parts: one per patch at 224 px, so the same subset;
-    at smaller sizes it sampled parts, here whole patches are sampled, then tiled.
+    ``sample(frac=..., random_state=sampling_seed)``, the class attribute ``sampling_seed`` 42
+    whatever ``seed`` is; a subclass may set another), in list order. With ``cover_all_parts``
+    the original samples after expanding each patch into ``int(256**2 / size**2)`` parts: one per
+    patch at 224 px, so the same subset; at smaller sizes it sampled parts, here whole patches are
+    sampled, then tiled.
 
     Crops (``image_px_size`` < 256; all sensors of a sample share one rasterio window):
 
@@ -187,6 +188,8 @@ class DFCDataset(Dataset):
     DFC2020 modes, so validation and test crops are deterministic.
     """
 
+    sampling_seed: int = SAMPLING_SEED   # the original's, for used_data_fraction (not the run's --seed)
+
     def __init__(
         self,
         base_dir: Union[str, Path],
@@ -200,7 +203,6 @@ class DFCDataset(Dataset):
         seed: int = 42,
         observations_csv: Optional[Union[str, Path]] = None,
         random_crop: Optional[bool] = None,
-        sampling_seed: int = SAMPLING_SEED,
         classes: Optional[Union[ClassScheme, str, Path]] = None,
     ) -> None:
         self.reader = SEN12MSReader(base_dir)
@@ -227,7 +229,6 @@ class DFCDataset(Dataset):
         self.cover_all_parts = cover_all_parts
         self.balanced_classes = balanced_classes
         self.seed = seed
-        self.sampling_seed = sampling_seed
         self.has_dfc = mode in DFC2020_MODES
         self.random_crop = (mode == "sen12ms") if random_crop is None else bool(random_crop)
 
@@ -235,7 +236,7 @@ class DFCDataset(Dataset):
         parts = [read_observations(p) for p in self.observation_files]
         seasons, scenes, patches = (np.concatenate(cols) for cols in zip(*parts))
         if used_data_fraction < 1.0 and len(seasons):
-            chosen = subset_indices(len(seasons), used_data_fraction, sampling_seed)
+            chosen = subset_indices(len(seasons), used_data_fraction, self.sampling_seed)
             if not len(chosen):
                 raise DatasetError(
                     f"used_data_fraction={used_data_fraction} of {len(seasons)} {mode} observations "

@@ -66,8 +66,8 @@ VARIANTS = {
 }
 
 
-def cells(v: dict) -> list:
-    opts = f",\n                     {v['model_options']}" if v["model_options"] else ""
+def _setup_cells(v: dict) -> list:
+    """Title, what the notebook does, imports and configuration."""
     return [
         new_markdown_cell(f"""# {v['title']}
 
@@ -126,6 +126,13 @@ device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 if not (DATA / "validation_observations.csv").exists():
     generate_sample_dataset(DATA, seed=0)
 print("data:", DATA.resolve(), "| device:", device, "| epochs:", EPOCHS)"""),
+    ]
+
+
+def _data_and_model_cells(v: dict) -> list:
+    """1-3: the data, a look at samples, the self-supervised backbone."""
+    opts = f",\n                     {v['model_options']}" if v["model_options"] else ""
+    return [
         new_markdown_cell("""## 1. Data
 DFC2020 has a *validation* split (986 patches in the real data), used here for training —
 all of it, **not** the class-balanced subset — and a *test* split (5,128 patches), used for
@@ -174,6 +181,12 @@ optimizer = torch.optim.Adam(apply_plan(model, plan), weight_decay=config["weigh
 print(plan.description)
 for g in optimizer.param_groups:
     print(f"  {{g['name']:8s}} lr {{g['lr']:g}}  {{sum(p.numel() for p in g['params']):,}} parameters")"""),
+    ]
+
+
+def _training_cells(v: dict) -> list:
+    """4-6: fine-tuning, the scores, reloading the saved classifier."""
+    return [
         new_markdown_cell("""## 4. Fine-tune
 The loop in plain sight: one `engine.train_one_epoch` per epoch (cross-entropy with the
 ignore index 255, for patches whose most frequent pixel is *no data*); after epochs 0, 2, 4
@@ -238,6 +251,11 @@ test_set.plot(sample, title=f"predicted: {{test_set.classes[pred]}}   true: "
               + (test_set.classes[true] if true != 255 else "no data"))
 plt.show()"""),
     ]
+
+
+def cells(v: dict) -> list:
+    """Every cell of one notebook variant."""
+    return _setup_cells(v) + _data_and_model_cells(v) + _training_cells(v)
 
 
 def build(name: str) -> nbformat.NotebookNode:

@@ -312,7 +312,12 @@ def test_used_data_fraction_uses_the_fixed_sampling_seed(sample_root):
     for seed in (0, 7):  # the run's seed does not change the subset (the original's sampling_seed=42)
         half = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, seed=seed)
         assert [half.observation(i) for i in range(len(half))] == expected
-    other = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=7)
+    other = _sampled_with(7)(sample_root, mode="dfc", used_data_fraction=0.5)
     assert [other.observation(i) for i in range(len(other))] == [obs[i] for i in subset_indices(len(obs), 0.5, 7)]
     with pytest.raises(DatasetError, match="keeps none"):
         DFCDataset(sample_root, mode="dfc", used_data_fraction=1 / (4 * len(obs)))
+
+
+def _sampled_with(seed: int):
+    """DFCDataset with another subset seed than the original's 42 (a class attribute)."""
+    return type(f"DFCDatasetSeed{seed}", (DFCDataset,), {"sampling_seed": seed})

@@ -209,13 +209,13 @@ def test_crop_sensors_share_the_window(sample_root):
 
 def test_used_data_fraction(sample_root):
     full = [DFCDataset(sample_root, mode="dfc").observation(i) for i in range(16)]
-    half = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=7)
+    half = _sampled_with(7)(sample_root, mode="dfc", used_data_fraction=0.5)
     picked = [half.observation(i) for i in range(len(half))]
     assert len(half) == 8 and set(picked) <= set(full)
     assert picked == sorted(picked, key=full.index)  # list order kept
-    again = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=7)
+    again = _sampled_with(7)(sample_root, mode="dfc", used_data_fraction=0.5)
     assert picked == [again.observation(i) for i in range(8)]
-    other = DFCDataset(sample_root, mode="dfc", used_data_fraction=0.5, sampling_seed=8)
+    other = _sampled_with(8)(sample_root, mode="dfc", used_data_fraction=0.5)
     assert picked != [other.observation(i) for i in range(8)]
     # the original's pandas rounding: round(0.1 * 16) = 2; round(0.01 * 16) = 0 is an error
     assert len(DFCDataset(sample_root, mode="dfc", used_data_fraction=0.1)) == 2
@@ -309,3 +309,8 @@ def test_generate_scene_is_aligned_and_coherent(tmp_path):
     assert nir[water].mean() < nir[forest].mean()          # water dark in the NIR
     ndvi = (nir - red) / (nir + red + 1e-6)
     assert ndvi[forest].mean() > 0.3 and ndvi[water].mean() < 0.0
+
+
+def _sampled_with(seed: int):
+    """DFCDataset with another subset seed than the original's 42 (a class attribute)."""
+    return type(f"DFCDatasetSeed{seed}", (DFCDataset,), {"sampling_seed": seed})

@@ -129,30 +129,42 @@ def reestimate_batchnorm(model: nn.Module, batches, device) -> nn.Module:
 class Monitor:
     """Embeds a labelled DFC2020 root's centre crops and scores the features (module docstring)."""
 
-    def __init__(self, root, *, image_px_size: int, device, batch_size: int = 64, workers: int = 0,
-                 every: int = 1, logger=None, k: int = 20, clip_sample_values: bool = True,
-                 train_mode: str = "validation", test_mode: str = "test", max_iter: int = 200,
-                 sets: dict | None = None, input_size: int | None = None,
-                 cache_limit_bytes: int = CACHE_LIMIT_BYTES):
-        """``root``: a DFC2020 folder, or None with ``sets={"train": ds, "test": ds}`` (any
-        datasets of sample dicts); ``input_size``: resize the crops to this size first; the
-        crops are read once and kept in memory if they fit in ``cache_limit_bytes`` (fp32)."""
-        self.root, self.every, self.logger, self.k = root, int(every), logger, k
+    def __init__(self, root=None, *, sets: dict | None = None, image_px_size: int, device, batch_size: int = 64,
+                 workers: int = 0, every: int = 1, logger=None, k: int = 20, max_iter: int = 200,
+                 input_size: int | None = None, cache_limit_bytes: int = CACHE_LIMIT_BYTES):
+        """``root``: a DFC2020 folder (its validation and test splits, centre crops; other
+        splits or clipping: :meth:`from_root`), or None with ``sets={"train": ds, "test": ds}`` (any
+        datasets of sample dicts); ``input_size``: resize the crops to this size first; the crops
+        are read once and kept in memory if they fit in ``cache_limit_bytes`` (fp32)."""
+        self.every, self.logger, self.k = int(every), logger, k
         self.device = torch.device(device)
         self.batch_size, self.workers, self.max_iter = batch_size, workers, max_iter
         self.input_size = input_size
-        if sets is None:
-            from data import DFCDataset
-            sets = {split: DFCDataset(root, mode=mode, image_px_size=image_px_size,
-                                      random_crop=False, clip_sample_values=clip_sample_values)
-                    for split, mode in (("train", train_mode), ("test", test_mode))}
-        self.sets = sets
+        self.sets = sets if sets is not None else self.dfc2020_sets(root, image_px_size)
         self.correct: dict = {}   # per test item, of the last evaluation: {"probe_fused": bool array}
         self.labels = {s: None for s in self.sets}
         self._cache: dict = {}
         per_item = 15 * image_px_size ** 2 * 4
         self.cached = per_item * sum(len(d) for d in self.sets.values()) <= cache_limit_bytes
         self.history: list[dict] = []
+
+    @staticmethod
+    def dfc2020_sets(root, image_px_size: int, *, clip_sample_values: bool = True, train_mode: str = "validation",
+                     test_mode: str = "test") -> dict:
+        """The monitor's ``{"train", "test"}`` datasets of a DFC2020 root (deterministic centre crops)."""
+        from data import DFCDataset
+
+        return {split: DFCDataset(root, mode=mode, image_px_size=image_px_size, random_crop=False,
+                                  clip_sample_values=clip_sample_values)
+                for split, mode in (("train", train_mode), ("test", test_mode))}
+
+    @classmethod
+    def from_root(cls, root, *, image_px_size: int, clip_sample_values: bool = True, train_mode: str = "validation",
+                  test_mode: str = "test", **options) -> "Monitor":
+        """A monitor on a DFC2020 root's ``train_mode`` / ``test_mode`` splits."""
+        sets = cls.dfc2020_sets(root, image_px_size, clip_sample_values=clip_sample_values, train_mode=train_mode,
+                                test_mode=test_mode)
+        return cls(sets=sets, image_px_size=image_px_size, **options)
 
     def _batches(self, split: str) -> Iterator[dict]:
         if split in self._cache:
@@ -277,9 +289,9 @@ def from_args(args, device, logger, batch_size: int | None = None):
     if not root:
         raise SystemExit("error: --monitor_every needs --monitor_dir (or --val_dir): a DFC2020 root "
                          "with validation and test splits")
-    return Monitor(root, image_px_size=args.image_px_size, device=device,
-                   batch_size=batch_size or min(int(args.batch_size or 64), 128), workers=0,
-                   every=every, logger=logger, clip_sample_values=args.clip_sample_values)
+    return Monitor.from_root(root, image_px_size=args.image_px_size, device=device,
+                             batch_size=batch_size or min(int(args.batch_size or 64), 128), workers=0,
+                             every=every, logger=logger, clip_sample_values=args.clip_sample_values)
 
 
 def read_monitor_log(path) -> list[dict]:

@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,17 +39,6 @@ PATCHES = {"sen12ms": 4, "validation": 8, "test": 8}
 
 
 # ------------------------------------------------------------------------------ helpers
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    from data.sample import generate_sample_dataset
-
-    return generate_sample_dataset(tmp_path_factory.mktemp("pristine"), seed=0, patches=PATCHES)
-
-
-@pytest.fixture
-def root(pristine, tmp_path) -> Path:
-    """A private copy of the sample data that a test may corrupt."""
-    return Path(shutil.copytree(pristine, tmp_path / "data"))
 
 
 def rows(root: Path, mode: str) -> list:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
 
@@ -16,6 +18,7 @@ def _run(*args, cwd):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_quick_matmul_and_loading(sample_root, tmp_path):
     out_json = tmp_path / "bench.json"
     table = _run("--quick", "--repeats", "1", "--only", "matmul,loading", "--data", str(sample_root),

@@ -17,6 +17,7 @@ def eval_args(root, out, *extra):
          "--validation_every", "2", "--output_dir", str(out), *extra])
 
 
+@pytest.mark.slow
 def test_cached_run_equals_uncached_run_with_the_same_fixed_crops(sample_root, tmp_path):
     plain = train_evaluation.main(eval_args(sample_root, tmp_path / "plain", "--fixed_crops", "2"))
     cached = train_evaluation.main(eval_args(sample_root, tmp_path / "cached", "--fixed_crops", "2",

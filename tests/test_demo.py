@@ -30,6 +30,7 @@ def test_report_prints_every_accuracy_with_its_ci_and_the_plain_verdict():
     assert text.count("[") >= 12   # a CI beside every accuracy
 
 
+@pytest.mark.slow
 def test_quick_demo_prints_the_three_blocks_and_writes_the_monitor_png(tmp_path):
     """``demo/run_demo.py --quick --skip_smoke`` as a user runs it (tiny sizes, seconds)."""
     import json
@@ -50,6 +51,7 @@ def test_quick_demo_prints_the_three_blocks_and_writes_the_monitor_png(tmp_path)
     assert (ev / "evidence.txt").read_text().strip() in out.stdout
 
 
+@pytest.mark.slow
 def test_a_resumed_demo_reuses_its_evidence_only_for_the_same_settings(tmp_path):
     import subprocess
     import sys

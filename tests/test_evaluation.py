@@ -64,6 +64,7 @@ def test_linear_evaluation_leaves_the_backbone_untouched(sample_root, tmp_path):
     assert not torch.equal(weights["fc.weight"], fresh["fc.weight"])
 
 
+@pytest.mark.slow
 def test_segmentation_end_to_end_with_map_figure(sample_root, tmp_path):
     # The SwinUNet takes 224 px only; two tiny epochs on a fraction of the data.
     args = train_evaluation.get_args_parser().parse_args(
@@ -77,6 +78,7 @@ def test_segmentation_end_to_end_with_map_figure(sample_root, tmp_path):
     assert (tmp_path / "predictions.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(sample_root, tmp_path):
     # the LR milestone (x0.1 from epoch index 2 on) falls between the kill and the end
     run = ("--epochs", "3", "--save_every", "1", "--finetuning", "--lr_step_epochs", "2")
@@ -128,6 +130,7 @@ def _run_script(script, sample_root, tmp_path, *args, env=None):
              "EPOCHS": "1", "NUM_WORKERS": "0", **(env or {})})
 
 
+@pytest.mark.slow
 def test_eval_script_smoke_and_table(sample_root, tmp_path):
     """A representative script (ResNet SSL, frozen) on the sample data, then run_all's table."""
     from models import create_model

@@ -1,7 +1,6 @@
 """export_backbone.py: published, own pre-training and downstream checkpoints -> timm folders (reloaded
 through ``local-dir:``), TorchGeo .ckpt files and model cards; its one-line errors."""
 import hashlib
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_models import fill
 
 import export_backbone
 from data import normalize_s1, normalize_s2
@@ -22,14 +22,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ATOL = 1e-5
 
 
-def _load_fill():
-    spec = importlib.util.spec_from_file_location("reference_fill", FIXTURES / "fill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill = _load_fill()
 
 
 def published(tmp_path, name):
@@ -73,6 +65,7 @@ def check_export(out, name, reference, in_chans, size):
     return (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_published_resnet_layouts(tmp_path, arch):
     ckpt = published(tmp_path, arch)

@@ -55,6 +55,7 @@ def test_hub_lists_every_entry():
     assert module.dependencies == ["torch", "timm"]
 
 
+@pytest.mark.slow
 def test_encoder_entries_from_every_kind_of_weights(resnet18_ckpt):
     ref = create_model("DoubleResNetSimCLRDownstream", base_model="resnet18", checkpoint=resnet18_ckpt)
     expected = pooled(ref.backbone2, 13)

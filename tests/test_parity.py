@@ -169,6 +169,7 @@ def _expected_groups(model: str, finetuning: bool, lr: float, clr: float) -> dic
     return {"head": lr}
 
 
+@pytest.mark.slow
 def test_the_24_original_command_lines_parse_and_give_the_papers_settings(capsys):
     commands = _original_commands()
     assert len(commands) == 24
@@ -348,6 +349,7 @@ def _eval_worker(rank, world, init_file, n, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_evaluation_counts_every_sample_once(tmp_path):
     import torch.multiprocessing as mp
 

@@ -445,6 +445,7 @@ def _run_cli(tmp_path, ckpt, h, w, extra=()):
     return proc, m, s1, s2, json.loads((tmp_path / "s.json").read_text())
 
 
+@pytest.mark.slow
 def test_cli_subprocess_segmentation_checkpoint(tmp_path):
     """`python predict.py` as a user runs it, on a DoubleSwinTransformerSegmentation checkpoint
     written by models.downstream_checkpoint (model name and options read from it)."""
@@ -459,6 +460,7 @@ def test_cli_subprocess_segmentation_checkpoint(tmp_path):
     assert summary["windows"] == 2 and (tmp_path / "map.png").is_file()
 
 
+@pytest.mark.slow
 def test_cli_subprocess_classification_checkpoint_matches_direct_forward(tmp_path):
     """A ResNet18 (early fusion) classifier checkpoint: per-window labels; with a single window
     the label equals argmax(model(preprocess(window))), i.e. the training normalisation."""

@@ -47,6 +47,7 @@ def test_resnet_pretraining_writes_a_published_layout_checkpoint(sample_root, tm
         assert torch.equal(sd[key], ckpt["state_dict"][key])
 
 
+@pytest.mark.slow
 def test_loss_falls_over_a_few_epochs(sample_root, tmp_path):
     history = train_resnet_backbone.main(resnet_args(sample_root, tmp_path, "--epochs", "4"))
     losses = [h["train"]["loss"] for h in history]
@@ -57,6 +58,7 @@ def _final_weights(path):
     return torch.load(path, weights_only=False)["state_dict"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumed_with_auto_ends_with_the_same_weights(sample_root, tmp_path):
     # the cosine schedule from epoch 0 on, so the resumed run must restore its state too
     run = ("--epochs", "3", "--lr_schedule_start", "0")
@@ -161,6 +163,7 @@ def test_swin_pretraining_one_epoch_full_size(sample_root, tmp_path):
     assert logged == pytest.approx(expected)   # a restarted schedule would repeat epoch 1's LR
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gather_negatives_with_gradients():
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", "tests/helpers/dist_infonce.py"],
@@ -170,6 +173,7 @@ def test_torchrun_two_processes_gather_negatives_with_gradients():
     assert out.stdout.count("grads equal: True") == 2
 
 
+@pytest.mark.slow
 def test_torchrun_two_process_pretraining(sample_root, tmp_path):
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", "train_resnet_backbone.py",

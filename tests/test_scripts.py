@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("train_resnet_backbone.py", "default: 201"),
     ("train_d_swin_backbone.py", "0.0005 in backbone_config.json"),   # read from configs/
 ])
+@pytest.mark.slow
 def test_help_from_another_folder_shows_real_defaults(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(REPO / script), "--help"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
@@ -24,6 +25,7 @@ def test_help_from_another_folder_shows_real_defaults(tmp_path, script, expected
     assert expected in text and "(default: None)" not in text
 
 
+@pytest.mark.slow
 def test_pretraining_from_another_folder_keeps_checkpoints_and_writes_its_records(sample_root, tmp_path):
     run = tmp_path / "run"
     out = subprocess.run(

@@ -1,9 +1,12 @@
 """benchmarks/ssl_scale.py in its tiny CPU setting: both architectures, monitor, JSON and PNG."""
 import json
 
+import pytest
+
 from benchmarks import ssl_scale
 
 
+@pytest.mark.slow
 def test_tiny_scale_experiment_runs_on_cpu(tmp_path):
     ssl_scale.main(["--tiny", "--device", "cpu", "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "ssl_scale.json").read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from test_bad_samples import PATCHES, corrupt, patch_path, rows
+from test_bad_samples import corrupt, patch_path, rows
 
 from data import verify
 from data.robust import patch_key, read_exclude_list
@@ -22,16 +22,7 @@ from data.robust import patch_key, read_exclude_list
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    from data.sample import generate_sample_dataset
-
-    return generate_sample_dataset(tmp_path_factory.mktemp("pristine"), seed=1, patches=PATCHES)
-
-
-@pytest.fixture
-def root(pristine, tmp_path) -> Path:
-    return Path(shutil.copytree(pristine, tmp_path / "data"))
+PRISTINE_SEED = 1   # the conftest's `pristine` / `root`: this module's sample data
 
 
 def rewrite(path: Path, *, crs=True, scale=None) -> Path:

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--resampling", choices=("bilinear", "nearest", "cubic"), default="bilinear",
                    help="resampling of 20/60 m S2 bands and of an S1 file on another grid")
     w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
+    w.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="forward pass in fp32 or under bf16 autocast; auto: bf16 where the device runs it natively "
+                        "(CUDA compute capability >= 8.0, CPUs with avx512_bf16/amx_bf16), else fp32. Recorded in "
+                        "the map's PRECISION tag (docs/performance.md)")
     cli.add_bool_flag(w, "--progress", default=True, help="progress bar on stderr (--no_progress: old spelling "
                                                            "of --no-progress)")
     w.add_argument("--no_progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
@@ -303,6 +307,9 @@ def _run(args, device, s2, product, s2_offset) -> int:
     from inference.preview import write_preview
     from inference.scene import predict_scene
     from inference.sentinel1 import open_s1_inputs
+    from utils.hardware import resolve_precision
+
+    precision, precision_line = resolve_precision(args.precision, device)
 
     ckpt = load_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
@@ -354,10 +361,11 @@ def _run(args, device, s2, product, s2_offset) -> int:
         g = s2.grid
         print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {name} on {device}, window {window}, "
               f"overlap {args.overlap}", file=sys.stderr)
+        print(precision_line, file=sys.stderr)
         tags = {"MODEL": name, "MODEL_OPTIONS": json.dumps(options, default=str),
                 "CHECKPOINT": str(Path(args.checkpoint).name), "S2_SOURCE": str(args.s2),
                 "S1_SOURCE": " ".join(args.s1 or []), "S1_UNITS": args.s1_units if args.s1 else "",
-                "BLEND": args.blend, "OVERLAP": str(args.overlap),
+                "BLEND": args.blend, "OVERLAP": str(args.overlap), "PRECISION": precision,
                 "S2_OFFSET": offset.tag(), "S2_OFFSET_SOURCE": offset.source,
                 "PROCESSING_BASELINE": product.baseline or "unknown", "PRODUCT_LEVEL": product.level or "unknown",
                 "CLOUD_MASK": cloud_line, "SOFTWARE_VERSION": software_version(),
@@ -373,7 +381,8 @@ def _run(args, device, s2, product, s2_offset) -> int:
                                    window=window, overlap=args.overlap, batch_size=args.batch_size,
                                    device=device, blend=args.blend, progress=args.progress,
                                    tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype,
-                                   class_names=classes and classes.names, colors=classes and classes.colors)
+                                   class_names=classes and classes.names, colors=classes and classes.colors,
+                                   precision=precision)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
         writer.to_cog(tmp_out, args.out, resampling="mode")

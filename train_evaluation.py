@@ -31,6 +31,7 @@ from training.cli import HelpFormatter, IgnoredFlag, add_bool_flag
 from training.data import add_bad_sample_arguments, downstream_sets, loaders
 from training.downstream import apply_plan, plan_training
 from training.engine import LAST_CHECKPOINT
+from training.pretrain import original_precision
 from utils.report import plot_confusion_matrix, plot_segmentation_examples, scores_table
 
 TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multilabel_one_hot", "lc"]
@@ -38,7 +39,7 @@ TARGETS = ["dfc_label", "dfc_multilabel_one_hot", "dfc", "lc_label", "lc_multila
 
 def get_args_parser() -> argparse.ArgumentParser:
     from models import list_models
-    from training.pretrain import DEFAULT_WORKERS
+    from training.pretrain import AMP_HELP, DEFAULT_WORKERS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     m = p.add_argument_group("model")
@@ -104,7 +105,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                   help="keep the optimiser state in checkpoints (the original's layout); "
                        "--no-save_optimizer writes lean checkpoints")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help=AMP_HELP)
     add_bool_flag(r, "--channels_last", default=False)
     add_bool_flag(r, "--compile", default=False)
     r.add_argument("--example_maps", type=int, default=4,
@@ -180,6 +181,7 @@ def main(args, callbacks=None) -> dict:
     engine.set_seed(args.seed)
     args.output_dir = Path(args.output_dir or Path("runs") / setting_name(args))
     preflight.check_downstream(args)  # flags, data, run folder, resume: before anything is written
+    original_precision(args)          # --reproduce_original: fp32
     features.check_supported(args)
     train_set, val_set = downstream_sets(args)   # bad paths fail here, before the model
     train_set = features.prepare_train_set(train_set, args)  # --fixed_crops / --cache_features

@@ -86,7 +86,7 @@ def run_arch(arch: str, args, device) -> dict:
                   batch_size=256 if device.type == "cuda" else 64, input_size=input_size,
                   workers=args.workers, cache_limit_bytes=MONITOR_CACHE_BYTES)
     task = tasks.ContrastiveTask(temperature)
-    amp = "bf16" if device.type == "cuda" else "none"
+    amp = getattr(args, "amp", None) or ("bf16" if device.type == "cuda" else "none")   # the demo passes its own
     base_lrs = [g["lr"] for g in opt.param_groups]
 
     def evaluate(step, seconds, samples, reference=False):

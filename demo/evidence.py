@@ -4,7 +4,8 @@ A. **downstream learning**: a dual ResNet18 (``DualBaseline``, late fusion) trai
    from scratch on the synthetic DFC2020 validation split, tested on >= 400 synthetic test
    patches (overall and average accuracy with 95 % CIs; chance AA = 1/8);
 B. **pre-training learning**: a dual ResNet18 pre-trained with cross-modal InfoNCE for a fixed
-   CPU budget on synthetic SEN12MS (``benchmarks/ssl_scale.py``'s loop), with the monitor's
+   CPU budget on synthetic SEN12MS (``benchmarks/ssl_scale.py``'s loop; its training steps in
+   ``precision``: bf16 autocast where the CPU runs bf16 natively, so more steps fit), with the monitor's
    held-out S1->S2 retrieval and k-NN accuracy at step 0 and at the end, and a PNG of the curves;
 C. **SSL vs random**: linear probes (logistic regression on standardised fused features) of the
    pre-trained encoders and of the same network at random initialisation (BatchNorm statistics
@@ -64,18 +65,20 @@ def supervised(out: Path, *, n_train: int, n_test: int, size: int, epochs: int, 
 
 
 def pretraining(out: Path, *, pool: int, n_train: int, n_test: int, size: int, budget_s: float,
-                points: int, seed: int = 0, batch_size: int = 64, lr: float = 3e-4) -> dict:
-    """Blocks B and C: ssl_scale's loop for a dual ResNet18 on the CPU."""
+                points: int, seed: int = 0, batch_size: int = 64, lr: float = 3e-4,
+                precision: str = "fp32") -> dict:
+    """Blocks B and C: ssl_scale's loop for a dual ResNet18 on the CPU (training steps in ``precision``)."""
     from benchmarks import ssl_scale
     from training.monitor import plot_monitor
 
     args = Namespace(pool=pool, monitor_train=n_train, monitor_test=n_test, budget_s=budget_s,
                      points=points, batch_resnet=batch_size, size_resnet=size, warmup_steps=0,
-                     seed=seed, workers=0, lr_resnet=lr)
+                     seed=seed, workers=0, lr_resnet=lr, amp="bf16" if precision == "bf16" else "none")
     result = ssl_scale.run_arch("resnet18", args, torch.device("cpu"))
+    result["precision"] = precision
     plot_monitor(result["history"], out / "monitor.png", x="step",
                  title=f"dual ResNet18 pre-training monitor ({result['steps']} steps of batch "
-                       f"{batch_size}, {budget_s:.0f} s on the CPU)")
+                       f"{batch_size}, {budget_s:.0f} s on the CPU, {precision})")
     (out / "pretraining.json").write_text(json.dumps(result, indent=2, default=float))
     return result
 
@@ -102,8 +105,9 @@ def report(sup: dict, pre: dict) -> str:
 
     def acc(v):  # accuracy with its Wilson CI on n items
         return f"{_pct(v)} {_ci(*stats.wilson(round(v * n), n))}"
+    on = "the CPU" + (", bf16 autocast" if pre.get("precision") == "bf16" else "")
     lines += ["", f"B. Pre-training learning (dual ResNet18, InfoNCE, {pre['steps']} steps of batch "
-              f"{pre['batch_size']}, {pre['train_seconds']:.0f} s on the CPU)",
+              f"{pre['batch_size']}, {pre['train_seconds']:.0f} s on {on})",
               f"   held-out S1->S2 retrieval top-1 among {first['n_test'] if 'n_test' in first else n}"
               f" test patches: step 0 {acc(first['retrieval_top1'])}  ->  end "
               f"{acc(last['retrieval_top1'])}   (chance {_pct(first['retrieval_chance_top1'])})",
@@ -122,9 +126,13 @@ def report(sup: dict, pre: dict) -> str:
     return "\n".join(lines)
 
 
-def settings(quick: bool, budget_s: float, seed: int) -> dict:
-    """What decides the evidence (recorded in ``evidence.json``; a resumed demo must match it)."""
-    return {"quick": bool(quick), "budget_s": float(budget_s), "seed": int(seed)}
+def settings(quick: bool, budget_s: float, seed: int, precision: str = "fp32") -> dict:
+    """What decides the evidence (recorded in ``evidence.json``; a resumed demo must match it).
+    ``precision`` is recorded only when it is not fp32 (evidence of earlier versions stays valid)."""
+    out = {"quick": bool(quick), "budget_s": float(budget_s), "seed": int(seed)}
+    if precision != "fp32":
+        out["precision"] = precision
+    return out
 
 
 def saved_settings(out: Path) -> dict | None:
@@ -135,19 +143,19 @@ def saved_settings(out: Path) -> dict | None:
         return None
 
 
-def run(out: Path, *, quick: bool = False, budget_s: float = 150.0, seed: int = 0) -> str:
+def run(out: Path, *, quick: bool = False, budget_s: float = 150.0, seed: int = 0, precision: str = "fp32") -> str:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if quick:   # the test's setting: seconds
         sup = supervised(out / "supervised", n_train=32, n_test=24, size=32, epochs=1, seed=seed)
         pre = pretraining(out, pool=32, n_train=16, n_test=16, size=32, budget_s=1.0, points=1,
-                          batch_size=8, seed=seed)
+                          batch_size=8, seed=seed, precision=precision)
     else:
         sup = supervised(out / "supervised", n_train=600, n_test=500, size=64, epochs=4, seed=seed)
         pre = pretraining(out, pool=1200, n_train=400, n_test=500, size=64, budget_s=budget_s,
-                          points=3, seed=seed)
+                          points=3, seed=seed, precision=precision)
     text = report(sup, pre)
-    (out / "evidence.json").write_text(json.dumps({"settings": settings(quick, budget_s, seed),
+    (out / "evidence.json").write_text(json.dumps({"settings": settings(quick, budget_s, seed, precision),
                                                    "supervised": sup, "pretraining": pre,
                                                    "seconds": time.perf_counter() - start},
                                                   indent=2, default=float))

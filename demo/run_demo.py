@@ -51,21 +51,21 @@ def disk_mb(*paths: Path) -> float:
     return total / 1e6
 
 
-def evidence_block(out: Path, budget_s: float, quick: bool, seed: int = 0) -> None:
+def evidence_block(out: Path, budget_s: float, quick: bool, seed: int = 0, precision: str = "fp32") -> None:
     from demo import evidence
 
     print("\n=== 1. Evidence: does each stage learn? (synthetic data in memory, 95 % CIs) ===",
           flush=True)
     text_file = out / "evidence.txt"
     if text_file.exists():
-        wanted, saved = evidence.settings(quick, budget_s, seed), evidence.saved_settings(out)
+        wanted, saved = evidence.settings(quick, budget_s, seed, precision), evidence.saved_settings(out)
         if saved != wanted:
             raise SystemExit(f"error: {out} holds evidence of other settings ({saved or 'unknown'}; "
                              f"asked for {wanted}); pass --fresh to replace it or another --out")
         print("(finished earlier)")
         text = text_file.read_text()
     else:
-        text = evidence.run(out, quick=quick, budget_s=budget_s, seed=seed)
+        text = evidence.run(out, quick=quick, budget_s=budget_s, seed=seed, precision=precision)
     print(text)
     print(f"monitor curves: {out / 'monitor.png'}")
 
@@ -177,6 +177,9 @@ def main(argv=None) -> int:
     p.add_argument("--skip_own_data", action="store_true", help="no 'your own data' block")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a test of the demo itself)")
     p.add_argument("--fresh", action="store_true", help="delete OUT first instead of resuming")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="training steps of the evidence block's pre-training: auto = bf16 autocast where this "
+                        "CPU runs bf16 natively (more steps in the same budget), else fp32")
     args = p.parse_args(argv)
     data, out = Path(args.data), Path(args.out)
     if args.fresh and out.exists():
@@ -184,7 +187,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not args.skip_evidence:
-        evidence_block(out / "evidence", args.ssl_budget_s, args.quick, args.seed)
+        from utils.hardware import resolve_precision
+        precision, line = resolve_precision(args.precision, "cpu")
+        print(f"evidence block pre-training: {line}", flush=True)
+        evidence_block(out / "evidence", args.ssl_budget_s, args.quick, args.seed, precision)
     if not args.skip_smoke:
         if not (data / "validation_observations.csv").exists():
             run(["-m", "data.sample", "--root", str(data)])

@@ -37,6 +37,8 @@ bounded as well.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -60,7 +62,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                   tags: Optional[Dict[str, str]] = None,
                   preprocess_s1: Optional[Callable] = None, preprocess_s2: Optional[Callable] = None,
                   s1_zeros_if_missing: bool = True, cloud_mask=None,
-                  probabilities_dtype: str = "float32") -> SceneResult:
+                  probabilities_dtype: str = "float32", precision: str = "fp32",
+                  timings: Optional[Dict[str, float]] = None) -> SceneResult:
     """Predict a land-cover map of a whole scene with sliding windows (see module docstring).
 
     Args:
@@ -86,6 +89,13 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
             ``(C, H, W)`` probabilities (``result.probabilities``; small scenes only).
         preprocess_s1 / preprocess_s2: per-window normalisation; default
             ``data.transforms.preprocess_s1`` / ``preprocess_s2``.
+        precision: ``"fp32"`` or ``"bf16"`` (the forward pass under ``torch.autocast`` in bfloat16;
+            :func:`utils.hardware.resolve_precision` picks it for ``--precision auto``). Outputs are
+            blended in float32 either way.
+        timings: optional dict; seconds spent in each phase are added to its keys ``read`` (decoding
+            and resampling the inputs), ``normalise`` (per-window normalisation, padding, batching),
+            ``inference`` (the forward pass), ``blend`` (softmax, weighting, accumulation) and
+            ``write`` (finished rows to the outputs). On CUDA it synchronises after every batch.
     """
     if probabilities_dtype not in ("float32", "uint8"):
         raise ValueError(f"probabilities_dtype must be 'float32' or 'uint8', got {probabilities_dtype!r}")
@@ -93,6 +103,8 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         raise ValueError(f"blend must be 'probabilities' or 'logits', got {blend!r}")
     if window < 1 or batch_size < 1:
         raise ValueError("window and batch_size must be positive")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     grid = s2.grid
     if s1 is not None and not s1.grid.same_as(grid):
         raise ValueError(f"Sentinel-1 source {getattr(s1, 'name', s1)} is not on the Sentinel-2 grid "
@@ -101,7 +113,7 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
         model=model, device=torch.device(device), grid=grid, window=window,
         stride=window_stride(window, overlap), batch_size=batch_size, blend=blend,
         preprocess_s1=preprocess_s1 or default_preprocess_s1, preprocess_s2=preprocess_s2 or default_preprocess_s2,
-        s1_zeros_if_missing=s1_zeros_if_missing,
+        s1_zeros_if_missing=s1_zeros_if_missing, precision=precision, timings=timings,
         output_options=dict(out_path=out_path, probabilities_path=probabilities_path,
                             probabilities_dtype=probabilities_dtype, class_names=class_names, colors=colors,
                             tags=dict(tags or {}), return_probabilities=return_probabilities,
@@ -118,21 +130,40 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
     try:
         with torch.inference_mode():
             for ri, r0 in enumerate(rows):
-                s2_strip, s1_strip, strip_valid = _read_strip(st, s2, s1, r0)
+                with _timed(st, "read"):
+                    s2_strip, s1_strip, strip_valid = _read_strip(st, s2, s1, r0)
                 for b in range(0, len(cols), batch_size):
                     _run_batch(st, ri, r0, list(range(b, min(b + batch_size, len(cols)))), s2_strip, s1_strip)
                     if bar is not None:
                         bar.update(min(batch_size, len(cols) - b))
                 st.valid[r0 - st.top:r0 - st.top + st.wh] = strip_valid
                 if cloud_mask is not None:
-                    _add_cloud_flags(st, cloud_mask, r0)
-                _finalize(st, rows[ri + 1] if ri + 1 < len(rows) else H)
+                    with _timed(st, "read"):
+                        _add_cloud_flags(st, cloud_mask, r0)
+                with _timed(st, "write"):
+                    _finalize(st, rows[ri + 1] if ri + 1 < len(rows) else H)
     finally:
         if bar is not None:
             bar.close()
         if st.outputs is not None:
-            st.outputs.close()
+            with _timed(st, "write"):
+                st.outputs.close()
     return st.outputs.finish(st.n_windows)
+
+
+@contextmanager
+def _timed(st: "_Prediction", phase: str):
+    """Add the seconds of the block to ``st.timings[phase]`` (nothing when no timings were asked for)."""
+    if st.timings is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if phase == "inference" and st.device.type == "cuda":
+            torch.cuda.synchronize(st.device)
+        st.timings[phase] = st.timings.get(phase, 0.0) + time.perf_counter() - t0
 
 
 @dataclass(eq=False)
@@ -155,6 +186,8 @@ class _Prediction:
     preprocess_s2: Callable
     s1_zeros_if_missing: bool
     output_options: Dict[str, object]       # keyword arguments of SceneOutputs
+    precision: str = "fp32"                  # "fp32" or "bf16" (autocast)
+    timings: Optional[Dict[str, float]] = None
     # running state
     outputs: Optional[SceneOutputs] = None   # opened by the first batch (mode and classes known)
     top: int = 0
@@ -203,18 +236,21 @@ def _read_strip(st: _Prediction, s2, s1, r0: int):
 def _model_output(st: _Prediction, batch_cols: List[int], s2_strip, s1_strip) -> torch.Tensor:
     """Normalise the windows starting at ``batch_cols`` of the strips and run the model on them."""
     window, ww = st.window, st.ww
-    x2 = [pad_to(np.asarray(st.preprocess_s2(s2_strip[:, :, c0:c0 + ww]), np.float32), window, window)
-          for c0 in batch_cols]
-    x1 = [pad_to(np.asarray(st.preprocess_s1(s1_strip[:, :, c0:c0 + ww]), np.float32), window, window)
-          for c0 in batch_cols] if s1_strip is not None else []
-    t2 = torch.from_numpy(np.stack(x2)).to(st.device)
-    if x1:
-        t1 = torch.from_numpy(np.stack(x1)).to(st.device)
-    elif st.s1_zeros_if_missing:
-        t1 = torch.zeros((len(batch_cols), 2, window, window), device=st.device)
-    else:
-        t1 = None
-    out = st.model({"s2": t2} if t1 is None else {"s1": t1, "s2": t2})
+    with _timed(st, "normalise"):
+        x2 = [pad_to(np.asarray(st.preprocess_s2(s2_strip[:, :, c0:c0 + ww]), np.float32), window, window)
+              for c0 in batch_cols]
+        x1 = [pad_to(np.asarray(st.preprocess_s1(s1_strip[:, :, c0:c0 + ww]), np.float32), window, window)
+              for c0 in batch_cols] if s1_strip is not None else []
+        t2 = torch.from_numpy(np.stack(x2)).to(st.device)
+        if x1:
+            t1 = torch.from_numpy(np.stack(x1)).to(st.device)
+        elif st.s1_zeros_if_missing:
+            t1 = torch.zeros((len(batch_cols), 2, window, window), device=st.device)
+        else:
+            t1 = None
+    with _timed(st, "inference"), torch.autocast(st.device.type, dtype=torch.bfloat16,
+                                                 enabled=st.precision == "bf16"):
+        out = st.model({"s2": t2} if t1 is None else {"s1": t1, "s2": t2})
     if isinstance(out, dict):
         raise TypeError("the model returned a dict (a pre-training model?); predict.py needs "
                         "a classification or segmentation model")
@@ -226,7 +262,14 @@ def _run_batch(st: _Prediction, ri: int, r0: int, batch_idx: List[int], s2_strip
     batch_cols = [st.cols[i] for i in batch_idx]
     out = _model_output(st, batch_cols, s2_strip, s1_strip)
     if st.outputs is None:
-        _start(st, out)
+        with _timed(st, "write"):
+            _start(st, out)
+    with _timed(st, "blend"):
+        _blend(st, ri, r0, batch_idx, batch_cols, out)
+
+
+def _blend(st: _Prediction, ri: int, r0: int, batch_idx: List[int], batch_cols: List[int], out: torch.Tensor):
+    """Weight the batch's outputs and add them to the strip accumulator."""
     if out.shape[1] != st.outputs.result.num_classes:
         raise ValueError("the model changed its number of outputs between batches")
     wh, ww, top = st.wh, st.ww, st.top

@@ -166,8 +166,8 @@ class DoubleSwinTransformerSegmentation(_DualEncoders):
         for s, enc in self.branches():
             _, tokens, skips = enc.forward_unet(xs[s])
             feats.append(getattr(self, _BRANCH[s].replace("backbone", "decoder"))(tokens, skips))
-        x = self.up(torch.cat(feats, dim=-1))            # (B, H, W, C) at full resolution
-        return self.output(x.permute(0, 3, 1, 2))       # (B, num_classes, H, W)
+        # = self.output(self.up(x).permute(0, 3, 1, 2)), without the full-resolution (B, H, W, C) tensors
+        return self.up.forward_logits(torch.cat(feats, dim=-1), self.output.weight)   # (B, classes, H, W)
 
     def forward_features(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Unpooled final (normed) encoder tokens of each used sensor, ``{sensor: (B, h, w, 768)}``."""

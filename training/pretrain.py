@@ -20,6 +20,20 @@ from training.engine import LAST_CHECKPOINT
 #: the original's 8 loader workers, capped at this machine's cores
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 
+#: --amp help of the three training scripts
+AMP_HELP = ("autocast precision. none: fp32, as the original trained (default). bf16: the speed option on CPUs "
+            "with native bf16 (avx512_bf16/amx_bf16; measured 1.7-2.1x the samples/s there) and on CUDA >= 8.0; "
+            "on a CPU without it bf16 is emulated and 5-30x SLOWER. Changes the numerics (8-bit mantissa in "
+            "matmuls/convolutions; weights, optimiser, loss reductions stay fp32). fp16: CUDA only, with a loss "
+            "scaler. --reproduce_original forces none. docs/performance.md")
+
+
+def original_precision(args) -> None:
+    """``--reproduce_original`` trains in fp32 as the original did: any other ``--amp`` becomes none (with a note)."""
+    if getattr(args, "reproduce_original", False) and getattr(args, "amp", "none") != "none":
+        print(f"note: --reproduce_original trains in fp32, as the original did; --amp {args.amp} is not used")
+        args.amp = "none"
+
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, image_px_size: int) -> None:
     """Data/run flags common to both pre-training scripts (same names as the originals)."""
@@ -53,8 +67,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, batch_size: int, imag
                    help="validation pass after epoch indices 0, N, 2N, ... and the last")
     r.add_argument("--log_every", type=int, default=10, help="TensorBoard step scalars every N steps")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
-                   help="autocast precision (fp16 needs CUDA; default: full fp32)")
+    r.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help=AMP_HELP)
     cli.add_bool_flag(r, "--channels_last", default=False,
                       help="channels-last memory format (faster ResNets on GPU)")
     cli.add_bool_flag(r, "--compile", default=False,
@@ -84,6 +97,7 @@ def run_pretraining(args, model: torch.nn.Module, optimization: engine.Optimizat
     from models.checkpoint import backbone_checkpoint
 
     output_dir = Path(args.output_dir)
+    original_precision(args)
     config = config if config is not None else vars(args)
     engine.save_run_config(output_dir, config)
     optimization.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None

@@ -45,19 +45,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from training import cli  # argparse helpers only: --help stays fast (the script's folder is on sys.path)
+from utils import cli  # argparse helpers only: --help stays fast (the script's folder is on sys.path)
 
 
 class _HelpFormatter(cli.HelpFormatter, argparse.RawDescriptionHelpFormatter):
     """The training scripts' formatter (real defaults) that keeps the description's layout."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--checkpoint", required=True,
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--summary", default=None, help="optional JSON file with the per-class area summary")
 
     pr = p.add_argument_group("products")
-    pr.add_argument("--s2_offset", default="auto",
+    pr.add_argument("--s2_offset", type=cli.s2_offset, default="auto", metavar="auto|DN",
                     help="DN added to every S2 band before clipping: 'auto' reads RADIO_ADD_OFFSET (-1000 since "
                          "processing baseline 04.00) from the SAFE metadata and applies none, with a warning, "
                          "when the baseline cannot be known; a number (e.g. -1000 or 0) overrides")
@@ -162,21 +162,8 @@ def _parse_options(items):
     return out
 
 
-def _parse_offset(text: str):
-    """``--s2_offset``: None for 'auto', else a number of DN."""
-    if str(text).lower() == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise SystemExit(f"error: --s2_offset {text!r}: expected 'auto' or a number of DN such as -1000 or 0") from None
-    if not math.isfinite(value) or abs(value) > 10000:
-        raise SystemExit(f"error: --s2_offset {text}: expected a value between -10000 and 10000 DN")
-    return value
-
-
-def load_checkpoint(path):
-    """Read a checkpoint dict on the CPU (``models.read_checkpoint``: tensors-only first)."""
+def read_downstream_checkpoint(path):
+    """Read a checkpoint dict on the CPU (``models.read_checkpoint``: tensors-only first), one-line errors."""
     from models import read_checkpoint
     try:
         obj, _ = read_checkpoint(path)
@@ -275,112 +262,167 @@ def check_outputs(args) -> None:
             raise SystemExit(f"error: {flag} {path} already exists; pass --overwrite to replace it")
 
 
+@dataclass
+class LoadedModel:
+    """The model of ``--checkpoint`` on its device, with what the run needs to know about it."""
+
+    model: object
+    name: str
+    options: dict
+    classes: object            # inference.classes.MapClasses, or None for the defaults
+    window: int
+    uses_s1: bool
+    uses_s2: bool
+
+
+@dataclass
+class SceneInputs:
+    """The opened inputs on the Sentinel-2 grid: S2 (offset applied), S1, cloud mask; :meth:`close` closes them."""
+
+    s2: object
+    product: object
+    offset: object            # inference.offset.OffsetDecision
+    s1: object = None
+    cloud: object = None
+    cloud_line: str = ""
+
+    def close(self) -> None:
+        for src in (self.s2, self.s1, self.cloud):
+            if src is not None:
+                src.close()
+
+
 def main(argv=None) -> int:
     """Parse ``argv`` and predict; errors raise ``SystemExit("error: ...")`` (one line)."""
-    return predict(build_parser().parse_args(argv))
+    return predict(get_args_parser().parse_args(argv))
 
 
 def predict(args) -> int:
-    """The whole run for parsed arguments (see :func:`build_parser`)."""
+    """The whole run for parsed arguments (see :func:`get_args_parser`)."""
     from inference import products
+    from utils.hardware import resolve_precision
 
     check_outputs(args)
     device = resolve_device(args.device)
-    s2_offset = _parse_offset(args.s2_offset)
     try:   # the product first: an L2A refusal or a missing band is reported before the model loads
         s2, product = products.open_s2_product(args.s2, resampling=args.resampling, allow_l2a=args.allow_l2a)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     try:
-        return _run(args, device, s2, product, s2_offset)
-    finally:
+        precision, precision_line = resolve_precision(args.precision, device)
+        loaded = load_model(args, device)
+        inputs = open_inputs(args, s2, product, loaded)
+    except BaseException:
         s2.close()
+        raise
+    try:
+        g = inputs.s2.grid
+        print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {loaded.name} on {device}, "
+              f"window {loaded.window}, overlap {args.overlap}", file=sys.stderr)
+        print(precision_line, file=sys.stderr)
+        result = map_scene(args, loaded, inputs, build_tags(args, loaded, inputs, precision), device, precision)
+    finally:
+        inputs.close()
+    write_reports(args, loaded, inputs, result)
+    return 0
 
 
-def _run(args, device, s2, product, s2_offset) -> int:
-    """The body of :func:`main` once the Sentinel-2 input is open (closed by the caller)."""
-    from inference import software_version, writer
-    from inference.areas import area_summary, format_summary
-    from inference.classes import class_colors_rgb
-    from inference.clouds import open_cloud_mask
-    from inference.offset import OffsetSource, decide_offset
-    from inference.preview import write_preview
-    from inference.scene import predict_scene
-    from inference.sentinel1 import open_s1_inputs
-    from utils.hardware import resolve_precision
-
-    precision, precision_line = resolve_precision(args.precision, device)
-
-    ckpt = load_checkpoint(args.checkpoint)
+def load_model(args, device) -> LoadedModel:
+    """Read ``--checkpoint``, build its model (``--model``, ``--model_option``) and its classes."""
+    ckpt = read_downstream_checkpoint(args.checkpoint)
     model, name, options = build_model(ckpt, args.checkpoint, args.model, args.num_classes,
                                        _parse_options(args.model_option))
     classes = map_classes(ckpt, model, args.checkpoint)
     del ckpt
     model.to(device)
-    window = args.window or int(options.get("img_size") or 224)
-    uses_s1 = int(options.get("s1_input_channels", 2)) > 0
-    uses_s2 = int(options.get("s2_input_channels", 13)) > 0
-    if uses_s1 and args.s1 is None:
+    loaded = LoadedModel(model, name, options, classes, window=args.window or int(options.get("img_size") or 224),
+                         uses_s1=int(options.get("s1_input_channels", 2)) > 0,
+                         uses_s2=int(options.get("s2_input_channels", 13)) > 0)
+    if loaded.uses_s1 and args.s1 is None:
         raise SystemExit(f"error: model {name} uses Sentinel-1 (s1_input_channels="
                          f"{options.get('s1_input_channels', 2)}); pass --s1 S1.tif (for a checkpoint of an "
                          "S2-only model that does not record its options: --model_option s1_input_channels=0)")
+    return loaded
 
-    s1 = cloud = None
-    tmp_out = tmp_prob = None
+
+def open_inputs(args, s2, product, loaded: LoadedModel) -> SceneInputs:
+    """The product's offset (``--s2_offset``), ``--s1`` on the S2 grid and the cloud mask; notes on stderr.
+
+    On an error everything opened here is closed again (``s2`` stays the caller's)."""
+    from inference.clouds import open_cloud_mask
+    from inference.offset import OffsetSource, decide_offset
+    from inference.sentinel1 import open_s1_inputs
+
+    for note in product.notes:
+        print(f"note: {note}", file=sys.stderr)
+    offset = decide_offset(product, args.s2_offset)
+    print(offset.message, file=sys.stderr)
+    if offset.warning:
+        print(f"warning: {offset.warning}", file=sys.stderr)
+    inputs = SceneInputs(s2 if offset.is_identity else OffsetSource(s2, offset.offsets, offset.scale), product, offset)
     try:
-        for note in product.notes:
-            print(f"note: {note}", file=sys.stderr)
-        offset = decide_offset(product, s2_offset)
-        print(offset.message, file=sys.stderr)
-        if offset.warning:
-            print(f"warning: {offset.warning}", file=sys.stderr)
-        if not offset.is_identity:
-            s2 = OffsetSource(s2, offset.offsets, offset.scale)
         if args.s1 is not None:
-            if not uses_s1:
-                print(f"note: model {name} does not use Sentinel-1; {' '.join(args.s1)} only masks no-data",
+            if not loaded.uses_s1:
+                print(f"note: model {loaded.name} does not use Sentinel-1; {' '.join(args.s1)} only masks no-data",
                       file=sys.stderr)
-            try:
-                s1 = open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
-                                    reference_name=f"Sentinel-2 input {args.s2}")
-            except (OSError, ValueError) as exc:
-                raise SystemExit(f"error: {exc}") from None
-            if getattr(s1, "warped", False):
+            inputs.s1 = open_s1_inputs(args.s1, s2.grid, units=args.s1_units, resampling=args.resampling,
+                                       reference_name=f"Sentinel-2 input {args.s2}")
+            if getattr(inputs.s1, "warped", False):
                 print(f"note: {' '.join(args.s1)} is on another grid; reprojected onto the Sentinel-2 grid "
                       f"({args.resampling})", file=sys.stderr)
-        if not uses_s2:
-            print(f"note: model {name} does not use Sentinel-2; {args.s2} defines the grid and the "
+        if not loaded.uses_s2:
+            print(f"note: model {loaded.name} does not use Sentinel-2; {args.s2} defines the grid and the "
                   "no-data mask; no cloud mask (radar sees through clouds)", file=sys.stderr)
-            cloud_line = "cloud mask: none (S1-only model)"
+            inputs.cloud_line = "cloud mask: none (S1-only model)"
         else:
-            try:
-                cloud, cloud_line = open_cloud_mask(product, s2.grid, args.cloud_mask)
-            except (OSError, ValueError) as exc:
-                raise SystemExit(f"error: {exc}") from None
-        print(cloud_line, file=sys.stderr)
-        g = s2.grid
-        print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {name} on {device}, window {window}, "
-              f"overlap {args.overlap}", file=sys.stderr)
-        print(precision_line, file=sys.stderr)
-        tags = {"MODEL": name, "MODEL_OPTIONS": json.dumps(options, default=str),
-                "CHECKPOINT": str(Path(args.checkpoint).name), "S2_SOURCE": str(args.s2),
-                "S1_SOURCE": " ".join(args.s1 or []), "S1_UNITS": args.s1_units if args.s1 else "",
-                "BLEND": args.blend, "OVERLAP": str(args.overlap), "PRECISION": precision,
-                "S2_OFFSET": offset.tag(), "S2_OFFSET_SOURCE": offset.source,
-                "PROCESSING_BASELINE": product.baseline or "unknown", "PRODUCT_LEVEL": product.level or "unknown",
-                "CLOUD_MASK": cloud_line, "SOFTWARE_VERSION": software_version(),
-                "TIFFTAG_SOFTWARE": f"predict.py ({software_version()})"}
-        if classes is not None and classes.scheme:
-            tags["CLASS_SCHEME"] = classes.scheme
-        if product.level == "L2A":
-            tags["L2A_APPROXIMATION"] = "B10 filled from B09; surface reflectance used as top-of-atmosphere"
-        tmp_out = writer.tmp_path_for(args.out)
-        tmp_prob = writer.tmp_path_for(args.probabilities) if args.probabilities else None
+            inputs.cloud, inputs.cloud_line = open_cloud_mask(product, s2.grid, args.cloud_mask)
+        print(inputs.cloud_line, file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        inputs.close()
+        raise SystemExit(f"error: {exc}") from None
+    except BaseException:
+        inputs.close()
+        raise
+    return inputs
+
+
+def build_tags(args, loaded: LoadedModel, inputs: SceneInputs, precision: str) -> dict:
+    """The map's GeoTIFF tags: model, checkpoint, sources, offset, product, cloud mask, precision, version."""
+    from inference import software_version
+
+    product, offset = inputs.product, inputs.offset
+    tags = {"MODEL": loaded.name, "MODEL_OPTIONS": json.dumps(loaded.options, default=str),
+            "CHECKPOINT": str(Path(args.checkpoint).name), "S2_SOURCE": str(args.s2),
+            "S1_SOURCE": " ".join(args.s1 or []), "S1_UNITS": args.s1_units if args.s1 else "",
+            "BLEND": args.blend, "OVERLAP": str(args.overlap), "PRECISION": precision,
+            "S2_OFFSET": offset.tag(), "S2_OFFSET_SOURCE": offset.source,
+            "PROCESSING_BASELINE": product.baseline or "unknown", "PRODUCT_LEVEL": product.level or "unknown",
+            "CLOUD_MASK": inputs.cloud_line, "SOFTWARE_VERSION": software_version(),
+            "TIFFTAG_SOFTWARE": f"predict.py ({software_version()})"}
+    if loaded.classes is not None and loaded.classes.scheme:
+        tags["CLASS_SCHEME"] = loaded.classes.scheme
+    if product.level == "L2A":
+        tags["L2A_APPROXIMATION"] = "B10 filled from B09; surface reflectance used as top-of-atmosphere"
+    return tags
+
+
+def map_scene(args, loaded: LoadedModel, inputs: SceneInputs, tags: dict, device, precision: str):
+    """Run the sliding windows into temporary files, then write ``--out`` (and ``--probabilities``) as COGs.
+
+    Nothing is left at the output paths when the run fails or is interrupted."""
+    from inference import writer
+    from inference.classes import class_colors_rgb
+    from inference.scene import predict_scene
+
+    classes = loaded.classes
+    tmp_out = writer.tmp_path_for(args.out)
+    tmp_prob = writer.tmp_path_for(args.probabilities) if args.probabilities else None
+    try:
         try:
-            result = predict_scene(model, s2, s1, out_path=tmp_out, probabilities_path=tmp_prob,
-                                   window=window, overlap=args.overlap, batch_size=args.batch_size,
+            result = predict_scene(loaded.model, inputs.s2, inputs.s1, out_path=tmp_out, probabilities_path=tmp_prob,
+                                   window=loaded.window, overlap=args.overlap, batch_size=args.batch_size,
                                    device=device, blend=args.blend, progress=args.progress,
-                                   tags=tags, cloud_mask=cloud, probabilities_dtype=args.probabilities_dtype,
+                                   tags=tags, cloud_mask=inputs.cloud, probabilities_dtype=args.probabilities_dtype,
                                    class_names=classes and classes.names, colors=classes and classes.colors,
                                    precision=precision)
         except (OSError, ValueError) as exc:
@@ -393,17 +435,21 @@ def _run(args, device, s2, product, s2_offset) -> int:
             writer.to_cog(tmp_prob, args.probabilities, resampling="average")
             result.outputs["probabilities"] = str(args.probabilities)
     finally:
-        s2.close()    # the OffsetSource (closing it twice is harmless)
-        for src in (s1, cloud):
-            if src is not None:
-                src.close()
         for tmp in (tmp_out, tmp_prob):
             if tmp and os.path.exists(tmp):
                 os.remove(tmp)
+    return result
 
-    summary = area_summary(result, model=name, checkpoint=str(args.checkpoint), s2=str(args.s2),
-                           s1=args.s1, s2_offset=offset.tag(), s2_offset_source=offset.source,
-                           processing_baseline=product.baseline, cloud_mask=cloud_line,
+
+def write_reports(args, loaded: LoadedModel, inputs: SceneInputs, result) -> None:
+    """The area table (printed, and ``--summary``) and the ``--preview`` PNG."""
+    from inference.areas import area_summary, format_summary
+    from inference.preview import write_preview
+
+    classes = loaded.classes
+    summary = area_summary(result, model=loaded.name, checkpoint=str(args.checkpoint), s2=str(args.s2),
+                           s1=args.s1, s2_offset=inputs.offset.tag(), s2_offset_source=inputs.offset.source,
+                           processing_baseline=inputs.product.baseline, cloud_mask=inputs.cloud_line,
                            class_scheme=classes and classes.scheme, outputs=result.outputs)
     print(f"{result.mode} map written to {args.out}")
     print(format_summary(summary))
@@ -414,9 +460,8 @@ def _run(args, device, s2, product, s2_offset) -> int:
         print(f"summary written to {args.summary}")
     if args.preview:
         write_preview(args.out, args.preview, class_names=result.class_names, colors=result.class_colors,
-                      title=f"{Path(args.out).name}: {name} ({result.mode})")
+                      title=f"{Path(args.out).name}: {loaded.name} ({result.mode})")
         print(f"preview written to {args.preview}")
-    return 0
 
 
 def _cli_main(args) -> int:
@@ -430,4 +475,4 @@ def _cli_main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(_cli_main, build_parser()))
+    sys.exit(cli.run(_cli_main, get_args_parser()))

@@ -36,19 +36,6 @@ class _HelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Real defaults, and the description's layout kept."""
 
 
-def _offset(text: str):
-    if str(text).lower() == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of DN such as -1000 or 0, got {text!r}") \
-            from None
-    if not -10000 <= value <= 10000:
-        raise argparse.ArgumentTypeError(f"expected a value between -10000 and 10000 DN, got {text}")
-    return value
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     from data.classes import PRESETS
 
@@ -85,7 +72,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="largest no-data share (S2 band 0, S1 NaN or outside S1) of a written patch")
 
     pr = p.add_argument_group("products (as predict.py)")
-    pr.add_argument("--s2_offset", type=_offset, default=None, metavar="auto|DN",
+    pr.add_argument("--s2_offset", type=cli.s2_offset, default=None, metavar="auto|DN",
                     help="DN added to every S2 band: default 'auto' reads RADIO_ADD_OFFSET (-1000 since processing "
                          "baseline 04.00) from the SAFE metadata; a number (e.g. -1000 or 0) overrides")
     pr.add_argument("--allow_l2a", action="store_true",

@@ -392,7 +392,7 @@ def main(argv=None) -> int:
         model = create_model("DoubleSwinTransformerSegmentation", num_classes=8, s1_input_channels=0)
         ckpt = str(work / "swin_unet_s2_random.pth")
         save_checkpoint(downstream_checkpoint(model), ckpt)
-    obj = predict.load_checkpoint(ckpt)
+    obj = predict.read_downstream_checkpoint(ckpt)
     model, name, options = predict.build_model(obj, ckpt)
     model.eval().to(args.device)
     window = int(options.get("img_size") or 224)

@@ -51,6 +51,7 @@ from data.transforms import preprocess_s2 as default_preprocess_s2
 from inference.outputs import SceneOutputs, SceneResult
 from inference.sources import Grid
 from inference.windows import blend_weights, cell_bounds, pad_to, window_starts, window_stride
+from utils import cli
 
 __all__ = ["predict_scene", "SceneResult"]
 
@@ -122,11 +123,7 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
     H = grid.height
     rows, cols = st.rows, st.cols
     model.eval()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = tqdm(total=st.n_windows, unit="win", desc="windows", disable=not progress) if tqdm else None
+    bar = cli.progress(total=st.n_windows, unit="win", desc="windows", enabled=progress)  # a terminal only
     try:
         with torch.inference_mode():
             for ri, r0 in enumerate(rows):
@@ -134,8 +131,7 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                     s2_strip, s1_strip, strip_valid = _read_strip(st, s2, s1, r0)
                 for b in range(0, len(cols), batch_size):
                     _run_batch(st, ri, r0, list(range(b, min(b + batch_size, len(cols)))), s2_strip, s1_strip)
-                    if bar is not None:
-                        bar.update(min(batch_size, len(cols) - b))
+                    bar.update(min(batch_size, len(cols) - b))
                 st.valid[r0 - st.top:r0 - st.top + st.wh] = strip_valid
                 if cloud_mask is not None:
                     with _timed(st, "read"):
@@ -143,8 +139,7 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
                 with _timed(st, "write"):
                     _finalize(st, rows[ri + 1] if ri + 1 < len(rows) else H)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         if st.outputs is not None:
             with _timed(st, "write"):
                 st.outputs.close()

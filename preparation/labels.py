@@ -209,7 +209,7 @@ class VectorLabels:
         hit = (b[:, 2] > col_off) & (b[:, 0] < col_off + width) & (b[:, 3] > row_off) & (b[:, 1] < row_off + height)
         if not hit.any():
             return np.full((height, width), NO_LABEL, np.int64)
-        t = self.grid.transform * rasterio.Affine.translation(col_off, row_off)
+        t = self.grid.transform @ rasterio.Affine.translation(col_off, row_off)
         shapes = [self._shapes[i] for i in np.flatnonzero(hit)]
         out = rasterize(shapes, out_shape=(height, width), transform=t, fill=NO_LABEL, dtype="int32")
         return out.astype(np.int64)

@@ -589,7 +589,23 @@ def test_help_shows_real_defaults_and_both_spellings(capsys):
     assert "Example::" in text                                   # the description keeps its layout
     assert "(default: 0.25)" in text and "(default: 8)" in text and "(default: None)" not in text
     assert "--no-progress" in text and "--n_classes" in text and "--num_classes" in text
-    args = predict.build_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o", "--no_progress",
+    args = predict.get_args_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o", "--no_progress",
                                               "--num_classes", "3"])
     assert args.progress is False and args.num_classes == 3
-    assert predict.build_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o"]).progress is True
+    assert predict.get_args_parser().parse_args(["--checkpoint", "c", "--s2", "s", "--out", "o"]).progress is True
+
+
+@pytest.mark.parametrize("script", ["predict", "prepare_dataset"])
+def test_s2_offset_is_parsed_the_same_way_by_both_scripts(script, capsys):
+    """One --s2_offset parser (utils.cli.s2_offset): 'auto' -> None, DN -> float, bad values name the flag."""
+    import importlib
+
+    from utils import cli
+    parser = importlib.import_module(script).get_args_parser()
+    base = ["--checkpoint", "c", "--s2", "s", "--out", "o"] if script == "predict" else ["--s2", "s", "--out", "o"]
+    assert parser.parse_args(base + ["--s2_offset", "AUTO"]).s2_offset is None
+    assert parser.parse_args(base + ["--s2_offset", "-1000"]).s2_offset == -1000.0
+    for bad in ("minus", "20000", "nan"):
+        assert cli.run(lambda args: None, parser, base + ["--s2_offset", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "argument --s2_offset" in err[0] and bad in err[0], err

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 __all__ = ["UsageError", "run", "format_error", "progress", "on_terminal", "constrain", "add_safety_arguments",
            "positive_int", "non_negative_int", "positive_float", "non_negative_float", "fraction", "probability",
-           "unit_interval", "str2bool", "BoolFlag", "add_bool_flag", "IgnoredFlag", "HelpFormatter"]
+           "unit_interval", "s2_offset", "str2bool", "BoolFlag", "add_bool_flag", "IgnoredFlag", "HelpFormatter"]
 
 
 class UsageError(ValueError):
@@ -57,6 +57,17 @@ non_negative_float = _bounded(float, ">= 0 and finite", lambda v: 0 <= v < float
 fraction = _bounded(float, "in (0, 1]", lambda v: 0 < v <= 1)
 probability = _bounded(float, "in [0, 1)", lambda v: 0 <= v < 1)
 unit_interval = _bounded(float, "in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def s2_offset(text: str) -> Optional[float]:
+    """``--s2_offset`` of the scripts that read Sentinel-2 products: None for 'auto' (from the
+    product's metadata), else a number of DN between -10000 and 10000 (e.g. -1000 or 0)."""
+    if str(text).lower() == "auto":
+        return None
+    value = _number(text, float, "'auto' or a number of DN such as -1000 or 0")
+    if value != value or not -10000 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"expected a value between -10000 and 10000 DN, got {text}")
+    return value
 
 
 def constrain(parser: argparse.ArgumentParser, **types: Callable[[str], object]) -> None:

@@ -76,11 +76,32 @@ def pretraining(out: Path, *, pool: int, n_train: int, n_test: int, size: int, b
                      seed=seed, workers=0, lr_resnet=lr, amp="bf16" if precision == "bf16" else "none")
     result = ssl_scale.run_arch("resnet18", args, torch.device("cpu"))
     result["precision"] = precision
+    write_monitor_records(result["history"], out)
     plot_monitor(result["history"], out / "monitor.png", x="step",
                  title=f"dual ResNet18 pre-training monitor ({result['steps']} steps of batch "
                        f"{batch_size}, {budget_s:.0f} s on the CPU, {precision})")
     (out / "pretraining.json").write_text(json.dumps(result, indent=2, default=float))
     return result
+
+
+def write_monitor_records(history: list, out: Path) -> None:
+    """The monitor curves as the training scripts record them: TensorBoard (``monitor/...`` and
+    ``train/loss`` against the step, so ``tensorboard --logdir runs/demo`` shows them) and one
+    ``log.txt`` line per evaluation point."""
+    from training import runlog
+
+    logger = runlog.Logger(out)
+    try:
+        for point in history:
+            step = int(point["step"])
+            values = {k: v for k, v in point.items() if k not in ("step", "train_seconds", "samples", "loss")}
+            logger.scalars("monitor", values, step)
+            if "loss" in point:
+                logger.scalars("train", {"loss": point["loss"]}, step)
+            logger.text(f"step {step:6d} ({point.get('train_seconds', 0.0):6.1f} s): "
+                        + "  ".join(f"{k}={v:.3f}" for k, v in values.items() if isinstance(v, (int, float))))
+    finally:
+        logger.close()
 
 
 def _pct(x) -> str:

@@ -49,6 +49,28 @@ def test_quick_demo_prints_the_three_blocks_and_writes_the_monitor_png(tmp_path)
     history = saved["pretraining"]["history"]
     assert history[0]["step"] == 0 and history[-1]["step"] == saved["pretraining"]["steps"] >= 1
     assert (ev / "evidence.txt").read_text().strip() in out.stdout
+    steps = [e.step for e in _tensorboard_scalars(ev, "monitor/knn_fused")]
+    assert steps == [h["step"] for h in history]          # the curves are in TensorBoard too
+
+
+def _tensorboard_scalars(folder, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    assert tag in acc.Tags()["scalars"], acc.Tags()["scalars"]
+    return acc.Scalars(tag)
+
+
+def test_monitor_records_go_to_tensorboard_and_log_txt(tmp_path):
+    history = [{"step": 0, "train_seconds": 0.0, "samples": 0, "knn_fused": 0.30, "probe_s2": 0.40},
+               {"step": 7, "train_seconds": 3.5, "samples": 448, "knn_fused": 0.36, "probe_s2": 0.47, "loss": 4.2}]
+    evidence.write_monitor_records(history, tmp_path)
+    knn = _tensorboard_scalars(tmp_path, "monitor/knn_fused")
+    assert [(e.step, round(e.value, 3)) for e in knn] == [(0, 0.30), (7, 0.36)]
+    assert [e.step for e in _tensorboard_scalars(tmp_path, "train/loss")] == [7]
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert len(lines) == 2 and "step      7" in lines[1] and "probe_s2=0.470" in lines[1]
 
 
 @pytest.mark.slow

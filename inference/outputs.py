@@ -22,7 +22,7 @@ from inference.classes import class_colors_rgb, default_class_names, rgb_to_hex
 from inference.sources import Grid
 from inference.writer import TiledWriter
 
-__all__ = ["SceneResult", "SceneOutputs"]
+__all__ = ["SceneResult", "SceneOutputs", "OutputOptions"]
 
 
 @dataclass
@@ -50,6 +50,36 @@ class SceneResult:
 
 
 
+@dataclass
+class OutputOptions:
+    """What :func:`inference.scene.predict_scene` writes and returns (its output keywords).
+
+    ``out_path``: label GeoTIFF (uint8, nodata 255, colour table, class names as tags);
+    ``probabilities_path``: one probability band per class, float32 (NaN = no data) or, with
+    ``probabilities_dtype="uint8"``, ``round(255 p)`` capped at 254 with scale 1/255 and nodata 255;
+    ``class_names`` / ``colors``: default the DFC classes (``class_i`` for other counts); ``tags``:
+    extra GeoTIFF tags; ``keep_in_memory``: also return the label map as an array (default: only
+    when ``out_path`` is None); ``return_probabilities``: also return the blended ``(C, H, W)``
+    probabilities (small scenes only).
+    """
+
+    out_path: object = None
+    probabilities_path: object = None
+    probabilities_dtype: str = "float32"
+    class_names: Optional[Sequence[str]] = None
+    colors: object = None
+    tags: Optional[Dict[str, str]] = None
+    keep_in_memory: Optional[bool] = None
+    return_probabilities: bool = False
+
+    def __post_init__(self):
+        if self.probabilities_dtype not in ("float32", "uint8"):
+            raise ValueError(f"probabilities_dtype must be 'float32' or 'uint8', got {self.probabilities_dtype!r}")
+        self.tags = dict(self.tags or {})
+        if self.keep_in_memory is None:
+            self.keep_in_memory = self.out_path is None
+
+
 class SceneOutputs:
     """The outputs of one prediction of ``num_classes`` classes on ``grid`` (opened on creation).
 
@@ -58,10 +88,11 @@ class SceneOutputs:
     """
 
     def __init__(self, grid: Grid, mode: str, num_classes: int, *, window: int, stride: int, max_rows: int,
-                 blend: str = "probabilities", out_path=None, probabilities_path=None,
-                 probabilities_dtype: str = "float32", class_names: Optional[Sequence[str]] = None, colors=None,
-                 tags: Optional[Dict[str, str]] = None, keep_in_memory: bool = False,
-                 return_probabilities: bool = False, cloud_masked: bool = False):
+                 blend: str = "probabilities", options: Optional[OutputOptions] = None, cloud_masked: bool = False):
+        o = options or OutputOptions()
+        out_path, probabilities_path, probabilities_dtype = o.out_path, o.probabilities_path, o.probabilities_dtype
+        class_names, colors, tags = o.class_names, o.colors, o.tags
+        keep_in_memory, return_probabilities = o.keep_in_memory, o.return_probabilities
         C = num_classes
         names = list(class_names) if class_names is not None else default_class_names(C)
         if len(names) != C:

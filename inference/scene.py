@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, fields
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -48,23 +48,62 @@ import torch.nn.functional as F
 
 from data.transforms import preprocess_s1 as default_preprocess_s1
 from data.transforms import preprocess_s2 as default_preprocess_s2
-from inference.outputs import SceneOutputs, SceneResult
+from inference.outputs import OutputOptions, SceneOutputs, SceneResult
 from inference.sources import Grid
 from inference.windows import blend_weights, cell_bounds, pad_to, window_starts, window_stride
 from utils import cli
 
-__all__ = ["predict_scene", "SceneResult"]
+__all__ = ["predict_scene", "SceneResult", "WindowOptions", "OutputOptions"]
 
 
-def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None, window: int = 224,
-                  overlap: float = 0.5, batch_size: int = 8, device="cpu", blend: str = "probabilities",
-                  class_names: Optional[Sequence[str]] = None, colors=None, progress: bool = True,
-                  keep_in_memory: Optional[bool] = None, return_probabilities: bool = False,
-                  tags: Optional[Dict[str, str]] = None,
-                  preprocess_s1: Optional[Callable] = None, preprocess_s2: Optional[Callable] = None,
-                  s1_zeros_if_missing: bool = True, cloud_mask=None,
-                  probabilities_dtype: str = "float32", precision: str = "fp32",
-                  timings: Optional[Dict[str, float]] = None) -> SceneResult:
+@dataclass
+class WindowOptions:
+    """How :func:`predict_scene` runs the model over the scene (its sliding-window keywords).
+
+    ``window``, ``overlap``, ``batch_size``, ``device``: the sliding windows. ``blend``:
+    ``"probabilities"`` (weighted mean of softmax outputs) or ``"logits"`` (weighted mean of logits,
+    softmax afterwards). ``precision``: ``"fp32"`` or ``"bf16"`` (the forward pass under
+    ``torch.autocast`` in bfloat16; :func:`utils.hardware.resolve_precision` picks it for
+    ``--precision auto``; outputs are blended in float32 either way). ``preprocess_s1`` /
+    ``preprocess_s2``: per-window normalisation, default ``data.transforms.preprocess_s1`` /
+    ``preprocess_s2``. ``s1_zeros_if_missing``: without ``s1`` the model gets an all-zero S1
+    tensor (S2-only models). ``progress``: a bar on a terminal.
+    """
+
+    window: int = 224
+    overlap: float = 0.5
+    batch_size: int = 8
+    device: object = "cpu"
+    blend: str = "probabilities"
+    precision: str = "fp32"
+    preprocess_s1: Optional[Callable] = None
+    preprocess_s2: Optional[Callable] = None
+    s1_zeros_if_missing: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.blend not in ("probabilities", "logits"):
+            raise ValueError(f"blend must be 'probabilities' or 'logits', got {self.blend!r}")
+        if self.window < 1 or self.batch_size < 1:
+            raise ValueError("window and batch_size must be positive")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+
+
+def split_settings(settings: Dict[str, object]) -> tuple:
+    """``predict_scene``'s keywords as ``(WindowOptions, OutputOptions)``; an unknown keyword is a TypeError."""
+    window_keys = {f.name for f in fields(WindowOptions)}
+    output_keys = {f.name for f in fields(OutputOptions)}
+    unknown = sorted(set(settings) - window_keys - output_keys)
+    if unknown:
+        raise TypeError(f"predict_scene() got unexpected keyword argument(s) {unknown}; "
+                        f"known: {sorted(window_keys | output_keys)}")
+    return (WindowOptions(**{k: v for k, v in settings.items() if k in window_keys}),
+            OutputOptions(**{k: v for k, v in settings.items() if k in output_keys}))
+
+
+def predict_scene(model, s2, s1=None, *, cloud_mask=None, timings: Optional[Dict[str, float]] = None,
+                  **settings) -> SceneResult:
     """Predict a land-cover map of a whole scene with sliding windows (see module docstring).
 
     Args:
@@ -72,54 +111,35 @@ def predict_scene(model, s2, s1=None, *, out_path=None, probabilities_path=None,
             ``(B, C, h', w')`` segmentation logits or ``(B, C)`` classification logits.
         s2: Sentinel-2 source (:func:`inference.products.open_s2`,
             :class:`inference.sources.ArraySource`); its grid is the output grid.
-        s1: optional Sentinel-1 source on the same grid (:func:`inference.sentinel1.open_s1`). When ``None`` and
-            ``s1_zeros_if_missing``, the model gets an all-zero S1 tensor (for S2-only models).
-        out_path: label GeoTIFF (uint8, nodata 255, colour table, class names as tags).
-        probabilities_path: optional GeoTIFF with one probability band per class: float32 (NaN =
-            no data) or, with ``probabilities_dtype="uint8"``, ``round(255 p)`` capped at 254 with
-            scale 1/255 and nodata 255.
+        s1: optional Sentinel-1 source on the same grid (:func:`inference.sentinel1.open_s1`).
         cloud_mask: optional source on the S2 grid whose ``read(row_off, col_off, h, w)`` returns
             a ``(h, w)`` bool array, True = cloud. Flagged pixels take part in inference (as in
             training crops) but are written as 255 / no data and counted separately
             (``result.cloud_pixels``, ``cloud_area_m2``).
-        window, overlap, batch_size, device: sliding-window settings.
-        blend: ``"probabilities"`` (weighted mean of softmax outputs, default) or ``"logits"``
-            (weighted mean of logits, softmax afterwards).
-        keep_in_memory: also return the label map as an array (``result.labels``); default: only
-            when ``out_path`` is ``None``. ``return_probabilities``: also return the blended
-            ``(C, H, W)`` probabilities (``result.probabilities``; small scenes only).
-        preprocess_s1 / preprocess_s2: per-window normalisation; default
-            ``data.transforms.preprocess_s1`` / ``preprocess_s2``.
-        precision: ``"fp32"`` or ``"bf16"`` (the forward pass under ``torch.autocast`` in bfloat16;
-            :func:`utils.hardware.resolve_precision` picks it for ``--precision auto``). Outputs are
-            blended in float32 either way.
         timings: optional dict; seconds spent in each phase are added to its keys ``read`` (decoding
             and resampling the inputs), ``normalise`` (per-window normalisation, padding, batching),
             ``inference`` (the forward pass), ``blend`` (softmax, weighting, accumulation) and
             ``write`` (finished rows to the outputs). On CUDA it synchronises after every batch.
+        **settings: the keywords of :class:`WindowOptions` (``window=224, overlap=0.5,
+            batch_size=8, device="cpu", blend="probabilities", precision="fp32", preprocess_s1,
+            preprocess_s2, s1_zeros_if_missing=True, progress=True``) and of
+            :class:`inference.outputs.OutputOptions` (``out_path, probabilities_path,
+            probabilities_dtype="float32", class_names, colors, tags, keep_in_memory,
+            return_probabilities=False``).
     """
-    if probabilities_dtype not in ("float32", "uint8"):
-        raise ValueError(f"probabilities_dtype must be 'float32' or 'uint8', got {probabilities_dtype!r}")
-    if blend not in ("probabilities", "logits"):
-        raise ValueError(f"blend must be 'probabilities' or 'logits', got {blend!r}")
-    if window < 1 or batch_size < 1:
-        raise ValueError("window and batch_size must be positive")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    opts, output_options = split_settings(settings)
+    window, batch_size, progress = opts.window, opts.batch_size, opts.progress
     grid = s2.grid
     if s1 is not None and not s1.grid.same_as(grid):
         raise ValueError(f"Sentinel-1 source {getattr(s1, 'name', s1)} is not on the Sentinel-2 grid "
                          "(open it with open_s1(path, s2.grid))")
     st = _Prediction(
-        model=model, device=torch.device(device), grid=grid, window=window,
-        stride=window_stride(window, overlap), batch_size=batch_size, blend=blend,
-        preprocess_s1=preprocess_s1 or default_preprocess_s1, preprocess_s2=preprocess_s2 or default_preprocess_s2,
-        s1_zeros_if_missing=s1_zeros_if_missing, precision=precision, timings=timings,
-        output_options=dict(out_path=out_path, probabilities_path=probabilities_path,
-                            probabilities_dtype=probabilities_dtype, class_names=class_names, colors=colors,
-                            tags=dict(tags or {}), return_probabilities=return_probabilities,
-                            keep_in_memory=out_path is None if keep_in_memory is None else keep_in_memory,
-                            cloud_masked=cloud_mask is not None))
+        model=model, device=torch.device(opts.device), grid=grid, window=window,
+        stride=window_stride(window, opts.overlap), batch_size=batch_size, blend=opts.blend,
+        preprocess_s1=opts.preprocess_s1 or default_preprocess_s1,
+        preprocess_s2=opts.preprocess_s2 or default_preprocess_s2,
+        s1_zeros_if_missing=opts.s1_zeros_if_missing, precision=opts.precision, timings=timings,
+        output_options=output_options, cloud_masked=cloud_mask is not None)
     H = grid.height
     rows, cols = st.rows, st.cols
     model.eval()
@@ -180,7 +200,8 @@ class _Prediction:
     preprocess_s1: Callable
     preprocess_s2: Callable
     s1_zeros_if_missing: bool
-    output_options: Dict[str, object]       # keyword arguments of SceneOutputs
+    output_options: OutputOptions
+    cloud_masked: bool = False
     precision: str = "fp32"                  # "fp32" or "bf16" (autocast)
     timings: Optional[Dict[str, float]] = None
     # running state
@@ -302,7 +323,7 @@ def _start(st: _Prediction, out: torch.Tensor):
     st.wsum = np.zeros((st.wh, W), np.float32)
     st.valid = np.zeros((st.wh, W), bool)
     st.outputs = SceneOutputs(st.grid, mode, C, window=st.window, stride=st.stride, max_rows=st.wh,
-                              blend=st.blend, **st.output_options)
+                              blend=st.blend, options=st.output_options, cloud_masked=st.cloud_masked)
 
 
 def _add_cloud_flags(st: _Prediction, cloud_mask, r0: int):

@@ -222,6 +222,20 @@ def test_small_scene_is_padded_and_masked():
     np.testing.assert_array_equal(res.labels, labels)
 
 
+def test_predict_scene_settings_are_checked_before_anything_runs(tmp_path):
+    """Window and output keywords are validated up front (WindowOptions, OutputOptions); a typo is an error."""
+    src = sources.ArraySource(bit_scene(label_pattern(150, 130)), grid(150, 130))
+    with pytest.raises(TypeError, match="overlapp"):
+        scene.predict_scene(BitSegmenter(), src, overlapp=0.25, progress=False)
+    for bad, match in (({"precision": "fp16"}, "precision"), ({"blend": "mean"}, "blend"),
+                       ({"probabilities_dtype": "int8"}, "probabilities_dtype"), ({"batch_size": 0}, "positive")):
+        with pytest.raises(ValueError, match=match):
+            scene.predict_scene(BitSegmenter(), src, out_path=tmp_path / "m.tif", progress=False, **bad)
+    assert not (tmp_path / "m.tif").exists()
+    window, outputs = scene.split_settings({"overlap": 0.25, "out_path": "m.tif", "tags": None})
+    assert window.overlap == 0.25 and outputs.keep_in_memory is False and outputs.tags == {}
+
+
 def test_s1_nan_and_zero_s2_are_nodata(s2_scene):
     s1 = np.full((2, H, W), -10.0, np.float32)
     s1[0, 300:320, 5:25] = np.nan

@@ -57,6 +57,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     io.add_argument("--out", required=True, help="dataset root to write (resumed when it holds the same run)")
 
     pt = p.add_argument_group("patches and splits")
+    pt.add_argument("--patch_size", type=int, default=256, choices=[256],
+                    help="side of the patches in px: 256 only, the SEN12MS / DFC2020 size that the training "
+                         "scripts read (their --image_px_size crops come from it)")
     pt.add_argument("--stride", type=int, default=256,
                     help="px between neighbouring 256 x 256 px patches (< 256 overlaps them)")
     pt.add_argument("--block_size", type=int, default=1280,

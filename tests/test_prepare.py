@@ -460,3 +460,15 @@ def test_two_products_of_one_region_share_the_blocks(scene, tmp_path):
                 if "test" in (role, role2):
                     assert role == role2, (s, role, s2, role2)
     assert shared, "some test ground is covered by both products"
+
+
+def test_patch_size_other_than_256_is_refused_in_one_line(capsys):
+    """The scripts read SEN12MS's 256 px patches: --patch_size 256 is accepted, anything else named and refused."""
+    import prepare_dataset
+    from utils import cli
+
+    parser = prepare_dataset.get_args_parser()
+    assert parser.parse_args(["--s2", "s", "--out", "o", "--patch_size", "256"]).patch_size == 256
+    assert cli.run(lambda args: None, parser, ["--s2", "s", "--out", "o", "--patch_size", "512"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--patch_size" in err[0] and "512" in err[0]

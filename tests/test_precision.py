@@ -279,3 +279,36 @@ def test_segmentation_model_output_is_the_reference_composition():
         ref = model.output(model.up(torch.cat(feats, dim=-1)).permute(0, 3, 1, 2))
     assert out.shape == (1, 8, 224, 224)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_training_with_bf16_warns_once_where_it_is_emulated(monkeypatch, capsys, tmp_path, native):
+    """engine.fit with --amp bf16 says, before the first epoch and in log.txt, when the CPU only emulates bf16."""
+    from training import engine, runlog, tasks
+
+    monkeypatch.setattr(hardware, "cpu_bf16", lambda *a, **k: hardware.Bf16Support(
+        native, "avx512_bf16" if native else "CPU without native bf16: bf16 would be emulated"))
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(13, 8)
+
+        def forward(self, batch):
+            return self.fc(batch["s2"].mean((2, 3)))
+
+    data = [{"s2": torch.rand(13, 4, 4), "dfc_label": torch.tensor(i % 8), "s1_nan_pixels": torch.tensor(0)}
+            for i in range(8)]
+    model = Head()
+    logger = runlog.Logger(tmp_path)
+    engine.fit(model, torch.utils.data.DataLoader(data, batch_size=4), tasks.SupervisedTask("dfc_label"),
+               torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"),
+               engine.FitOptions(epochs=2, amp="bf16"), logger=logger)
+    logger.close()
+    err = capsys.readouterr().err
+    log = (tmp_path / "log.txt").read_text() if (tmp_path / "log.txt").exists() else ""
+    if native:
+        assert "--amp bf16" not in err and "--amp bf16" not in log
+    else:
+        assert err.count("warning: --amp bf16 on cpu") == 1 and "emulated" in err and "5-30x slower" in err
+        assert "warning: --amp bf16" in log

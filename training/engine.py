@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from models.checkpoint import save_checkpoint
 from training import distributed as du
 from training.metrics import headline
 from training.runlog import Logger
+from utils import hardware
 from utils.cli import progress
 
 #: the checkpoint a run rewrites as it goes (``--resume auto`` continues from it)
@@ -544,6 +546,11 @@ def fit(model: nn.Module, train_loader: DataLoader, task, optimization, device: 
     """
     opt = optimization if isinstance(optimization, Optimization) else Optimization(optimization)
     callbacks = callbacks or Callbacks()
+    warning = hardware.amp_warning(options.amp, device) if du.is_main_process() else None
+    if warning:   # said once per run, before the slow first epoch
+        print(warning, file=sys.stderr)
+        if logger:
+            logger.text(warning)
     history: list[dict] = []
     val_stats: dict = {}
     global_step = options.global_step

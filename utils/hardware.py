@@ -129,6 +129,17 @@ def resolve_precision(requested: str, device) -> tuple[str, str]:
     return "fp32", f"precision fp32 (--precision auto: {support.reason})"
 
 
+def amp_warning(amp: str, device) -> Optional[str]:
+    """The warning for training with ``--amp bf16`` where ``device`` only emulates bf16, else None."""
+    if amp != "bf16":
+        return None
+    support = bf16_support(device)
+    if support.native:
+        return None
+    return (f"warning: --amp bf16 on {torch.device(device)}: {support.reason}; expect training 5-30x slower than "
+            "--amp none here (docs/performance.md)")
+
+
 def autocast(device, precision: str):
     """``torch.autocast`` in bfloat16 for ``precision == "bf16"``, else a null context."""
     if precision == "fp32":

@@ -25,6 +25,15 @@ def test_knn_and_probe_separate_separable_classes():
     assert (monitor.linear_probe_predict(x[:60], y[:60], x[60:]) == y[60:]).all()
 
 
+def test_knn_votes_over_the_datasets_own_classes_not_a_fixed_eight():
+    """A prepared dataset may have any number of classes (its class file): labels 0..11 are voted on."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(12, 16, generator=g) * 6
+    y = torch.arange(240) % 12
+    x = centres[y] + torch.randn(240, 16, generator=g)
+    assert (monitor.knn_predict(x[:180], y[:180], x[180:], k=10) == y[180:]).all()
+
+
 def test_batchnorm_reestimation_copies_and_leaves_the_model_alone():
     from models import create_model
 

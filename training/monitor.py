@@ -71,8 +71,12 @@ def retrieval_accuracy(query: torch.Tensor, keys: torch.Tensor, ks=(1, 5)) -> di
 
 
 def knn_predict(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, *, k: int = 20,
-                temperature: float = 0.07, num_classes: int = 8) -> torch.Tensor:
-    """Weighted k-NN (cosine similarity, weights ``exp(sim / T)``), DINO's evaluation."""
+                temperature: float = 0.07, num_classes: int | None = None) -> torch.Tensor:
+    """Weighted k-NN (cosine similarity, weights ``exp(sim / T)``), DINO's evaluation.
+
+    ``num_classes``: default the largest training label + 1 (the dataset's own classes, any count)."""
+    if num_classes is None:
+        num_classes = int(train_y.max()) + 1 if len(train_y) else 1
     a = F.normalize(train_f.float(), dim=1)
     b = F.normalize(test_f.float(), dim=1)
     sims = b @ a.T

@@ -402,7 +402,10 @@ def test_all_three_scripts_train_on_a_prepared_dataset(scene, tmp_path):
            "--output_dir", tmp_path / "eval")
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["scores"]
     script("train_resnet_backbone.py", "--train_dir", out, "--arch", "resnet18", "--image_px_size", "64",
-           "--epochs", "1", "--batch_size", "8", "--workers", "0", "--output_dir", tmp_path / "res")
+           "--epochs", "1", "--batch_size", "8", "--workers", "0", "--output_dir", tmp_path / "res",
+           "--monitor_every", "1", "--monitor_dir", out)          # the monitor on the dataset's own splits
+    monitored = [json.loads(line) for line in (tmp_path / "res" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in monitored if "monitor/knn_fused" in r] == [0, 1]
     script("train_d_swin_backbone.py", "--train_dir", out, "--epochs", "1", "--batch_size", "4", "--workers", "0",
            "--train_used_data_fraction", "0.2", "--output_dir", tmp_path / "swin")
     for run_dir in ("res", "swin"):

@@ -7,17 +7,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
+from . import downstream
 from .base import SensorModel
 from .checkpoint import CheckpointLike, load_checkpoint, read_checkpoint
-from .downstream import (
-    DoubleResNetSimCLRDownstream,
-    DoubleSwinTransformerDownstream,
-    DoubleSwinTransformerSegmentation,
-    DualBaseline,
-    DualSwinBaseline,
-    ResNetBaseline,
-    SwinBaseline,
-)
 from .pretrain import DoubleResNetSimCLR, DoubleSwinTransformer
 from .resnet import RESNET_DEPTHS
 from .swin import check_swin_img_size
@@ -102,49 +94,49 @@ _DPR = {"drop_path_rate": 0.1}  # model_config.MODEL.DROP_PATH_RATE of the origi
 @register_model("resnet18", _CH, family="resnet", task="classification", encoders="early",
                 baseline=True, doc="early fusion ResNet18 (15-band conv1)")
 def _resnet18(num_classes, **o):
-    return ResNetBaseline(num_classes, "resnet18", **o)
+    return downstream.ResNetBaseline(num_classes, "resnet18", **o)
 
 
 @register_model("resnet50", _CH, family="resnet", task="classification", encoders="early",
                 baseline=True, doc="early fusion ResNet50 (15-band conv1)")
 def _resnet50(num_classes, **o):
-    return ResNetBaseline(num_classes, "resnet50", **o)
+    return downstream.ResNetBaseline(num_classes, "resnet50", **o)
 
 
 @register_model("DualBaseline", _RES, family="resnet", task="classification", baseline=True,
                 doc="late fusion: two ResNets, concat, fc")
 def _dual_baseline(num_classes, **o):
-    return DualBaseline(num_classes, **o)
+    return downstream.DualBaseline(num_classes, **o)
 
 
 @register_model("DoubleResNetSimCLRDownstream", _RES, family="resnet", task="classification", cacheable=True,
                 doc="SSL ResNet backbones, concat, fc")
 def _double_resnet_downstream(num_classes, **o):
-    return DoubleResNetSimCLRDownstream(num_classes, **o)
+    return downstream.DoubleResNetSimCLRDownstream(num_classes, **o)
 
 
 @register_model("SwinBaseline", _SWIN, family="swin", task="classification", encoders="early", baseline=True,
                 extra=_DPR, doc="one Swin-T on the concatenated bands, linear head")
 def _swin_baseline(num_classes, **o):
-    return SwinBaseline(num_classes, **o)
+    return downstream.SwinBaseline(num_classes, **o)
 
 
 @register_model("DualSwinBaseline", _SWIN, family="swin", task="classification", baseline=True, extra=_DPR,
                 doc="two Swin-T, concat, linear head")
 def _dual_swin_baseline(num_classes, **o):
-    return DualSwinBaseline(num_classes, **o)
+    return downstream.DualSwinBaseline(num_classes, **o)
 
 
 @register_model("DoubleSwinTransformerDownstream", _SWIN, family="swin", task="classification", cacheable=True,
                 extra=_DPR, doc="SSL Swin-T backbones, concat, linear head")
 def _double_swin_downstream(num_classes, **o):
-    return DoubleSwinTransformerDownstream(num_classes, **o)
+    return downstream.DoubleSwinTransformerDownstream(num_classes, **o)
 
 
 @register_model("DoubleSwinTransformerSegmentation", _SWIN, family="swin", task="segmentation", extra=_DPR,
                 doc="SSL Swin-T backbones + SwinUNet decoders")
 def _double_swin_segmentation(num_classes, **o):
-    return DoubleSwinTransformerSegmentation(num_classes, **o)
+    return downstream.DoubleSwinTransformerSegmentation(num_classes, **o)
 
 
 @register_model("DoubleResNetSimCLR", _RES, family="resnet", task="pretraining", extra={"out_dim": 128},

@@ -16,22 +16,16 @@ def test_retrieval_of_identical_features_is_perfect_and_of_unrelated_ones_near_c
     assert monitor.retrieval_accuracy(same, same)["top1"] == 0.0
 
 
-def test_knn_and_probe_separate_separable_classes():
+@pytest.mark.parametrize("n_classes", [3, 12])
+def test_knn_and_probe_separate_separable_classes(n_classes):
+    """Any number of classes: a prepared dataset's class file may have more than the DFC's 8."""
     g = torch.Generator().manual_seed(0)
-    centres = torch.randn(3, 8, generator=g) * 5
-    y = torch.arange(90) % 3
-    x = centres[y] + torch.randn(90, 8, generator=g)
-    assert (monitor.knn_predict(x[:60], y[:60], x[60:], k=20) == y[60:]).all()
-    assert (monitor.linear_probe_predict(x[:60], y[:60], x[60:]) == y[60:]).all()
-
-
-def test_knn_votes_over_the_datasets_own_classes_not_a_fixed_eight():
-    """A prepared dataset may have any number of classes (its class file): labels 0..11 are voted on."""
-    g = torch.Generator().manual_seed(0)
-    centres = torch.randn(12, 16, generator=g) * 6
-    y = torch.arange(240) % 12
-    x = centres[y] + torch.randn(240, 16, generator=g)
-    assert (monitor.knn_predict(x[:180], y[:180], x[180:], k=10) == y[180:]).all()
+    centres = torch.randn(n_classes, 16, generator=g) * 6
+    y = torch.arange(20 * n_classes) % n_classes
+    x = centres[y] + torch.randn(len(y), 16, generator=g)
+    cut = 15 * n_classes
+    assert (monitor.knn_predict(x[:cut], y[:cut], x[cut:], k=10) == y[cut:]).all()
+    assert (monitor.linear_probe_predict(x[:cut], y[:cut], x[cut:]) == y[cut:]).all()
 
 
 def test_batchnorm_reestimation_copies_and_leaves_the_model_alone():

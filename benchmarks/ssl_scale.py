@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 from data.synthetic import SyntheticSEN12MS  # noqa: E402
 from training import engine, tasks  # noqa: E402
 from training.monitor import KEYS, Monitor  # noqa: E402
-from utils import stats  # noqa: E402
+from utils import hardware, stats  # noqa: E402
 
 FULL = dict(pool=40000, monitor_train=2000, monitor_test=1000, budget_s=180.0, points=5,
             batch_resnet=256, batch_swin=96, size_resnet=64, size_swin=112, warmup_steps=100)
@@ -116,7 +116,7 @@ def run_arch(arch: str, args, device) -> dict:
         if step < args.warmup_steps:
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * (step + 1) / args.warmup_steps
-        with engine.autocast(device, amp):
+        with hardware.autocast(device, amp):
             out = model(batch)
         loss, _ = task(out, batch)
         opt.zero_grad(set_to_none=True)

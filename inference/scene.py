@@ -51,7 +51,7 @@ from data.transforms import preprocess_s2 as default_preprocess_s2
 from inference.outputs import OutputOptions, SceneOutputs, SceneResult
 from inference.sources import Grid
 from inference.windows import blend_weights, cell_bounds, pad_to, window_starts, window_stride
-from utils import cli
+from utils import cli, hardware
 
 __all__ = ["predict_scene", "SceneResult", "WindowOptions", "OutputOptions"]
 
@@ -264,8 +264,7 @@ def _model_output(st: _Prediction, batch_cols: List[int], s2_strip, s1_strip) ->
             t1 = torch.zeros((len(batch_cols), 2, window, window), device=st.device)
         else:
             t1 = None
-    with _timed(st, "inference"), torch.autocast(st.device.type, dtype=torch.bfloat16,
-                                                 enabled=st.precision == "bf16"):
+    with _timed(st, "inference"), hardware.autocast(st.device, st.precision):
         out = st.model({"s2": t2} if t1 is None else {"s1": t1, "s2": t2})
     if isinstance(out, dict):
         raise TypeError("the model returned a dict (a pre-training model?); predict.py needs "

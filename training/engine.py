@@ -10,7 +10,6 @@ import json
 import random
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -133,17 +132,7 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
         loader.dataset.set_epoch(epoch)
 
 
-# ---------------------------------------------------------------------- precision
-def autocast(device: torch.device, amp: str):
-    """Autocast context for ``amp`` in {"none", "bf16", "fp16"} (fp16 only on CUDA)."""
-    if amp == "none":
-        return nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    if device.type != "cuda" and dtype == torch.float16:
-        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
+# ---------------------------------------------------------------------- batches
 def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
     out = {}
     for k, v in batch.items():
@@ -387,7 +376,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, task, optimization, de
                 skipped += 1
                 continue
         batch = to_device(batch, device, options.channels_last)
-        with autocast(device, options.amp):
+        with hardware.autocast(device, options.amp):
             outputs = model(batch)
         loss, stats = task(outputs, batch)
         if not torch.isfinite(loss):
@@ -442,7 +431,7 @@ def evaluate(model: nn.Module, loader: DataLoader, task, device: torch.device, *
         if skip_nan_batches and "s1_nan_pixels" in batch and batch["s1_nan_pixels"].any():
             continue
         batch = to_device(batch, device, channels_last)
-        with autocast(device, amp):
+        with hardware.autocast(device, amp):
             outputs = model(batch)
         loss, stats = task(outputs, batch)
         meter.add({"loss": loss, **stats}, _batch_size(batch))

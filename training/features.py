@@ -29,6 +29,7 @@ from data.errors import DatasetError
 from training import distributed as du
 from training import engine
 from training.cli import add_bool_flag, progress
+from utils import hardware
 
 HELP = ("linear evaluation on cached features: the frozen backbone runs once over fixed crops "
         "(--fixed_crops K per training patch; evaluation on centre crops), then the head trains "
@@ -133,7 +134,7 @@ def extract_features(model, loader, target: str, device, *, amp: str = "none",
             continue
         y = batch[target]
         batch = engine.to_device(batch, device, channels_last)
-        with engine.autocast(device, amp):
+        with hardware.autocast(device, amp):
             f = model.forward_head(model.forward_features(batch), pre_logits=True)
         feats.append(f.float())
         ys.append(y.to(device))

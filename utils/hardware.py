@@ -10,7 +10,8 @@ and whole models 5-30 times slower than fp32 (docs/performance.md), so the choic
   and the reason, as a phrase for logs).
 * :func:`resolve_precision` -- ``--precision auto|fp32|bf16`` -> ``"fp32"`` or ``"bf16"`` with the
   line a script prints.
-* :func:`autocast` -- the matching ``torch.autocast`` context (a no-op for fp32).
+* :func:`autocast` -- the one ``torch.autocast`` context of the project (``--amp`` and
+  ``--precision`` values; a no-op for fp32 / none).
 """
 from __future__ import annotations
 
@@ -141,13 +142,14 @@ def amp_warning(amp: str, device) -> Optional[str]:
 
 
 def autocast(device, precision: str):
-    """``torch.autocast`` in bfloat16 for ``precision == "bf16"``, else a null context."""
-    if precision == "fp32":
+    """The one autocast context of the project: ``"fp32"`` / ``"none"`` (``--amp none``) a null context,
+    ``"bf16"`` bfloat16 autocast, ``"fp16"`` float16 autocast (CUDA only)."""
+    if precision in ("fp32", "none"):
         return contextlib.nullcontext()
-    if precision != "bf16":
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
-__all__ = ["PRECISIONS", "Bf16Support", "cpu_flags", "cpu_bf16", "cuda_bf16", "bf16_support",
-           "resolve_precision", "autocast"]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    device = torch.device(device)
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,8 +298,11 @@ def main(argv=None) -> int:
     return predict(get_args_parser().parse_args(argv))
 
 
-def predict(args) -> int:
-    """The whole run for parsed arguments (see :func:`get_args_parser`)."""
+def predict(args, timings: dict | None = None) -> int:
+    """The whole run for parsed arguments (see :func:`get_args_parser`).
+
+    ``timings``: optional dict that receives the seconds of each phase (``predict_scene``'s
+    ``read``, ``normalise``, ``inference``, ``blend``, ``write``, and ``cog``: the COG rewrite)."""
     from inference import products
     from utils.hardware import resolve_precision
 
@@ -320,7 +324,8 @@ def predict(args) -> int:
         print(f"scene {g.width} x {g.height} px, CRS {g.crs}, model {loaded.name} on {device}, "
               f"window {loaded.window}, overlap {args.overlap}", file=sys.stderr)
         print(precision_line, file=sys.stderr)
-        result = map_scene(args, loaded, inputs, build_tags(args, loaded, inputs, precision), device, precision)
+        result = map_scene(args, loaded, inputs, build_tags(args, loaded, inputs, precision), device, precision,
+                           timings)
     finally:
         inputs.close()
     write_reports(args, loaded, inputs, result)
@@ -406,7 +411,8 @@ def build_tags(args, loaded: LoadedModel, inputs: SceneInputs, precision: str) -
     return tags
 
 
-def map_scene(args, loaded: LoadedModel, inputs: SceneInputs, tags: dict, device, precision: str):
+def map_scene(args, loaded: LoadedModel, inputs: SceneInputs, tags: dict, device, precision: str,
+              timings: dict | None = None):
     """Run the sliding windows into temporary files, then write ``--out`` (and ``--probabilities``) as COGs.
 
     Nothing is left at the output paths when the run fails or is interrupted."""
@@ -424,9 +430,10 @@ def map_scene(args, loaded: LoadedModel, inputs: SceneInputs, tags: dict, device
                                    device=device, blend=args.blend, progress=args.progress,
                                    tags=tags, cloud_mask=inputs.cloud, probabilities_dtype=args.probabilities_dtype,
                                    class_names=classes and classes.names, colors=classes and classes.colors,
-                                   precision=precision)
+                                   precision=precision, timings=timings)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
+        start = time.perf_counter()
         writer.to_cog(tmp_out, args.out, resampling="mode")
         writer.write_categories(args.out, result.class_names,
                                 class_colors_rgb(result.num_classes, result.class_colors))
@@ -434,6 +441,8 @@ def map_scene(args, loaded: LoadedModel, inputs: SceneInputs, tags: dict, device
         if tmp_prob:
             writer.to_cog(tmp_prob, args.probabilities, resampling="average")
             result.outputs["probabilities"] = str(args.probabilities)
+        if timings is not None:
+            timings["cog"] = timings.get("cog", 0.0) + time.perf_counter() - start
     finally:
         for tmp in (tmp_out, tmp_prob):
             if tmp and os.path.exists(tmp):

@@ -11,7 +11,7 @@ its GTiff driver), so they cost no JPEG 2000 decoding; ``--jp2`` re-encodes the 
 JPEG 2000 (GDAL's JP2OpenJPEG driver, lossless, 1024 px tiles, as L1C products are tiled) first,
 so that decoding is measured too.
 
-For each ``--overlaps`` value the script runs ``predict.main`` in-process (reading the JP2s,
+For each ``--overlaps`` value the script runs ``predict.predict`` in-process (reading the JP2s,
 resampling, inference, blending, COG writing: the whole command) and reports
 
 * **pixels/s** of the scene (scene pixels / wall time of ``predict.py``),
@@ -21,7 +21,7 @@ resampling, inference, blending, COG writing: the whole command) and reports
   on either side of the lines where windows start or end, divided by the same jump across all
   other lines (1.0 = the window layout leaves no trace), and the share of pixels whose label
   differs from the map of the largest overlap;
-* the **time split** of each run (``predict_scene(timings=...)``): reading the inputs (JP2
+* the **time split** of each run (``predict.predict(args, timings=...)``): reading the inputs (JP2
   decoding and resampling of the 20/60 m bands), per-window normalisation, inference, blending,
   writing the tiled GeoTIFF, the COG rewrite, and the rest (model loading, opening the product);
   decoding and resampling are also timed apart once (all 13 bands decoded at their native
@@ -46,7 +46,6 @@ seams come from what every model here shares -- each window normalised by its ow
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -245,31 +244,8 @@ def decode_resample_split(folder: Path) -> Dict[str, float]:
             "drivers": sorted(drivers)}
 
 
-@contextlib.contextmanager
-def instrument(timings: Dict[str, float]):
-    """``predict.main`` with its phases timed: ``predict_scene(timings=...)`` and the COG rewrite."""
-    from inference import scene as scene_mod
-    from inference import writer
-    predict_scene, to_cog = scene_mod.predict_scene, writer.to_cog
-
-    def timed_predict_scene(*a, **kw):
-        return predict_scene(*a, timings=timings, **kw)
-
-    def timed_to_cog(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return to_cog(*a, **kw)
-        finally:
-            timings["cog"] = timings.get("cog", 0.0) + time.perf_counter() - t
-    scene_mod.predict_scene, writer.to_cog = timed_predict_scene, timed_to_cog
-    try:
-        yield timings
-    finally:
-        scene_mod.predict_scene, writer.to_cog = predict_scene, to_cog
-
-
 def run_predict(ckpt: str, scene_dir: Path, work: Path, overlap: float, precision: str, args) -> dict:
-    """One timed ``predict.main`` run; its wall time, time split and shape."""
+    """One timed ``predict.py`` run (in-process, its phases through ``timings``); wall time, time split, shape."""
     import rasterio
 
     import predict
@@ -277,10 +253,10 @@ def run_predict(ckpt: str, scene_dir: Path, work: Path, overlap: float, precisio
     load0 = os.getloadavg()[0]
     timings: Dict[str, float] = {}
     t = time.perf_counter()
-    with instrument(timings):
-        predict.main(["--checkpoint", ckpt, "--s2", str(scene_dir), "--out", str(out), "--overlap", str(overlap),
-                      "--batch_size", str(args.batch_size), "--device", args.device, "--precision", precision,
-                      "--s2_offset", "0", "--no-progress", "--summary", str(summary_path), "--overwrite"])
+    predict.predict(predict.get_args_parser().parse_args(
+        ["--checkpoint", ckpt, "--s2", str(scene_dir), "--out", str(out), "--overlap", str(overlap),
+         "--batch_size", str(args.batch_size), "--device", args.device, "--precision", precision,
+         "--s2_offset", "0", "--no-progress", "--summary", str(summary_path), "--overwrite"]), timings=timings)
     wall = time.perf_counter() - t
     with rasterio.open(out) as ds:
         shape = (ds.height, ds.width)
@@ -420,7 +396,7 @@ def main(argv=None) -> int:
 
 def measure(ckpt: str, scene_dir: Path, work: Path, overlaps: List[float], precisions: List[str],
             rates: Dict[str, dict], window: int, args) -> tuple:
-    """Every overlap x precision through ``predict.main`` (fp32 and bf16 back to back), the stand-in's seams."""
+    """Every overlap x precision through ``predict.predict`` (fp32 and bf16 back to back), the stand-in's seams."""
     rows: List[dict] = []
     stand_in: Dict[float, np.ndarray] = {}
     for ov in overlaps:

@@ -416,7 +416,10 @@ def test_cli_writes_map_probabilities_preview_summary(s2_scene, tmp_path, monkey
             "--probabilities", str(tmp_path / "out" / "p.tif"), "--preview", str(tmp_path / "out" / "map.png"),
             "--summary", str(tmp_path / "out" / "summary.json"), "--device", "auto", "--batch_size", "5",
             "--no_progress"]
-    assert predict.main(argv) == 0
+    timings = {}
+    assert predict.predict(predict.get_args_parser().parse_args(argv), timings=timings) == 0
+    assert set(timings) == {"read", "normalise", "inference", "blend", "write", "cog"}   # benchmarks/scene.py
+    assert all(v >= 0 for v in timings.values()) and timings["cog"] > 0
     printed = capsys.readouterr().out
     assert "Forest" in printed and "km²" in printed
     with rasterio.open(out) as ds:

@@ -22,7 +22,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from inference.products import ProductError, _local
-from inference.sources import Grid, read_window
+from inference.sources import Grid, open_raster, read_window
 
 __all__ = ["RasterCloudMask", "GMLCloudMask", "open_cloud_mask"]
 
@@ -38,10 +38,7 @@ class RasterCloudMask:
     def __init__(self, path: str, grid: Grid, kind: str = "msk_classi"):
         self.path = self.name = str(path)
         self.kind = kind
-        try:
-            self._src = rasterio.open(self.path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise ProductError(f"cloud mask {self.path}: cannot open ({exc})") from None
+        self._src = open_raster(self.path, ProductError, f"cloud mask {self.path}: cannot open")
         self._bands = [1, 2] if kind == "msk_classi" and self._src.count >= 2 else [1]
         self._ds = WarpedVRT(self._src, crs=grid.crs, transform=grid.transform, width=grid.width,
                              height=grid.height, resampling=Resampling.nearest, nodata=0)

@@ -68,6 +68,15 @@ def read_window(ds, path: str, window: Window, indexes=None, what: str = "raster
         raise ReadError(f"{what} {path}: cannot read {rows} (corrupt or truncated file?): {explain(exc)}") from exc
 
 
+def open_raster(path, error: type, message: str):
+    """``rasterio.open(path)``; a file GDAL cannot open raises ``error(f"{message} (GDAL's reason)")``,
+    one line that names the file and the flag or input it came from."""
+    try:
+        return rasterio.open(str(path))
+    except rasterio.errors.RasterioIOError as exc:
+        raise error(f"{message} ({exc})") from None
+
+
 class WrappedSource:
     """Base of a source that transforms another one (``self.src``): closing closes that one."""
 
@@ -143,10 +152,7 @@ class RasterSource:
         self.path = str(path)
         self.name = self.path
         self.what = what
-        try:
-            self._src = rasterio.open(self.path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise FileNotFoundError(f"{what}: cannot open {self.path}: {exc}") from None
+        self._src = open_raster(self.path, FileNotFoundError, f"{what}: cannot open {self.path}")
         self.count = self._src.count
         if expected_count is not None and self.count != expected_count:
             self._src.close()

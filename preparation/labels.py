@@ -28,7 +28,7 @@ from rasterio.windows import Window, from_bounds
 
 from data.classes import ClassScheme, LabelMapping
 from data.errors import DatasetError
-from inference.sources import Grid, grid_of
+from inference.sources import Grid, grid_of, open_raster
 
 __all__ = ["NO_LABEL", "RasterLabels", "VectorLabels", "open_labels", "mapping_for_names", "VECTOR_SUFFIXES"]
 
@@ -61,10 +61,7 @@ class RasterLabels:
     def __init__(self, path, grid: Grid, resampling: str = "auto", what: str = "--labels"):
         self.path = self.name = str(path)
         self.grid = grid
-        try:
-            self._src = rasterio.open(self.path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise DatasetError(f"{what} {self.path}: cannot open as a raster ({exc})") from None
+        self._src = open_raster(self.path, DatasetError, f"{what} {self.path}: cannot open as a raster")
         src = self._src
         if src.count != 1:
             src.close()
